@@ -1,0 +1,143 @@
+"""Train the tiny Qwen3.5 stand-in (main LM loss + MTP loss) and export it in Qwen3.5's format.
+
+Seeded and self-contained: `python -m workbench.tinymodel.train --out models/tiny-qwen3_5-mtp`
+re-creates the shipped weights (GPU recommended; it also runs on CPU, slowly). The tokenizer is
+trained first on GSM8k train only; the text is GSM8k train plus the project's own synthetic
+problems, packed into fixed-length sequences of "Question: ...\nAnswer: ...\n\n" blocks, the
+shape of the 5-shot evaluation prompt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import time
+from pathlib import Path
+
+import torch
+
+from workbench.tinymodel.corpus import format_example, gsm8k_train_pairs, synthetic_pairs
+from workbench.tinymodel.model import MICRO, TinyQwen35MTP, TinySize, build_config, export_checkpoint, size_as_dict
+from workbench.tinymodel.tokenizer import SPECIAL_TOKENS, save_tokenizer, train_tokenizer
+
+
+def packed_batches(token_ids: list[int], seq_len: int, batch_size: int, rng: random.Random):
+    """Cut one long token stream into shuffled [batch, seq_len] blocks."""
+    n_blocks = len(token_ids) // seq_len
+    data = torch.tensor(token_ids[: n_blocks * seq_len], dtype=torch.long).view(n_blocks, seq_len)
+    order = list(range(n_blocks))
+    rng.shuffle(order)
+    for start in range(0, n_blocks - batch_size + 1, batch_size):
+        yield data[order[start:start + batch_size]]
+
+
+def epoch_stream(tokenizer, pairs: list[tuple[str, str]], synthetic_count: int, seed: int, eos_id: int) -> list[int]:
+    """GSM8k train + fresh synthetic problems, shuffled at the example level."""
+    rng = random.Random(seed)
+    examples = pairs + synthetic_pairs(synthetic_count, seed)
+    rng.shuffle(examples)
+    stream: list[int] = []
+    texts = [format_example(q, a) for q, a in examples]
+    for i in range(0, len(texts), 2048):
+        for ids in tokenizer.encode_batch(texts[i:i + 2048]):
+            stream.extend(ids.ids)
+    stream.append(eos_id)
+    return stream
+
+
+def lr_at(step: int, total: int, peak: float, warmup: int) -> float:
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, required=True, help="checkpoint folder to write")
+    parser.add_argument("--micro", action="store_true", help="a micro configuration for tests")
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--seq-len", type=int, default=1024)
+    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--mtp-weight", type=float, default=0.5)
+    parser.add_argument("--synthetic-per-epoch", type=int, default=15000)
+    parser.add_argument("--vocab-size", type=int, default=4096)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-minutes", type=float, default=0.0, help="stop early after this long (0: no limit)")
+    args = parser.parse_args(argv)
+
+    started = time.time()
+    torch.manual_seed(args.seed)
+    random.seed(args.seed)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    tok_dir = args.out.parent / (args.out.name + ".tokenizer-tmp")
+    bpe = train_tokenizer(args.vocab_size)
+    save_tokenizer(bpe, tok_dir)
+    special_ids = {t: bpe.token_to_id(t) for t in SPECIAL_TOKENS}
+    size = MICRO if args.micro else TinySize(vocab_size=args.vocab_size)
+    config = build_config(size, special_ids)
+    model = TinyQwen35MTP(config.text_config).to(device)
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"device={device} params={n_params / 1e6:.2f}M", flush=True)
+
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
+                                   {"params": no_decay, "weight_decay": 0.0}],
+                                  lr=args.lr, betas=(0.9, 0.95), fused=device == "cuda")
+    pairs = gsm8k_train_pairs()
+    eos_id = special_ids["<|endoftext|>"]
+    step, epoch, tokens_seen = 0, 0, 0
+    log: list[dict] = []
+    rng = random.Random(args.seed)
+    last = {}
+    while step < args.steps:
+        stream = epoch_stream(bpe, pairs, args.synthetic_per_epoch, args.seed * 1000 + epoch, eos_id)
+        for batch in packed_batches(stream, args.seq_len, args.batch_size, rng):
+            if step >= args.steps or (args.max_minutes and time.time() - started > 60 * args.max_minutes):
+                args.steps = step
+                break
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step, args.steps, args.lr, warmup=min(200, args.steps // 10 + 1))
+            batch = batch.to(device)
+            with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=device == "cuda"):
+                out = model(batch)
+                loss = out["main_loss"] + args.mtp_weight * out["mtp_loss"]
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            tokens_seen += batch.numel()
+            step += 1
+            if step % 50 == 0 or step == 1:
+                last = {k: round(float(v), 4) for k, v in out.items()}
+                elapsed = time.time() - started
+                row = {"step": step, "epoch": epoch, "tokens": tokens_seen, "elapsed_s": round(elapsed, 1),
+                       "tokens_per_s": round(tokens_seen / elapsed), **last}
+                log.append(row)
+                print(json.dumps(row), flush=True)
+        epoch += 1
+
+    train_seconds = time.time() - started
+    facts = {
+        "seed": args.seed, "steps": step, "batch_size": args.batch_size, "seq_len": args.seq_len,
+        "tokens_seen": tokens_seen, "epochs_started": epoch, "lr": args.lr, "mtp_weight": args.mtp_weight,
+        "synthetic_per_epoch": args.synthetic_per_epoch, "parameters": n_params, "device": device,
+        "device_name": torch.cuda.get_device_name() if device == "cuda" else "cpu",
+        "train_seconds": round(train_seconds, 1), "final": last, "size": size_as_dict(size),
+        "torch": torch.__version__,
+    }
+    model = model.float().cpu()
+    export_checkpoint(model, config, tok_dir, args.out, seed=args.seed, card_facts=facts)
+    (args.out / "training_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
+    import shutil
+    shutil.rmtree(tok_dir, ignore_errors=True)
+    print(json.dumps(facts), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
