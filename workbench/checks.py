@@ -1,0 +1,67 @@
+"""The final checks. A switched-off check is `skipped`, never `passed`."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+Status = Literal["passed", "failed", "skipped"]
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    status: Status
+    observed: float | None
+    required: float | None
+    message: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _at_least(name: str, observed: float | None, required: float, what: str) -> CheckResult:
+    if observed is None:
+        return CheckResult(name, "failed", None, required, f"{what}: not measured (required >= {required:.4g})")
+    ok = observed >= required
+    verb = ">=" if ok else "<"
+    return CheckResult(name, "passed" if ok else "failed", observed, required,
+                       f"{what} {observed:.4f} {verb} {required:.4f}")
+
+
+def evaluate_checks(summary: dict[str, Any]) -> list[CheckResult]:
+    """All checks of a correctness run, from its summary numbers."""
+    params = summary["params"]
+    scorer = summary["primary_scorer"]
+    threshold = summary["threshold"]
+    checks: list[CheckResult] = []
+    for run in ("reference", "speculative"):
+        name = f"{run}_accuracy"
+        observed = summary[run]["accuracy"].get(scorer)
+        if not threshold:
+            checks.append(CheckResult(name, "skipped", observed, None,
+                                      f"{run} accuracy ({scorer}) not checked: threshold is 0 (switched off, as upstream)"))
+        else:
+            checks.append(_at_least(name, observed, threshold, f"{run} GSM8k accuracy ({scorer})"))
+    match = summary["output_match"]
+    if match["total"]:
+        checks.append(_at_least("output_match", match["share"], match["required_share"],
+                                f"output match {match['matched']}/{match['total']}, share"))
+    else:
+        checks.append(CheckResult("output_match", "skipped", None, match["required_share"], "no output-match prompts"))
+    minimum = params.get("min_acceptance_length")
+    observed = summary["speculative"].get("acceptance_length")
+    if minimum is None:
+        checks.append(CheckResult("acceptance_length", "skipped", observed, None,
+                                  "acceptance length not gated (min_acceptance_length not set)"))
+    else:
+        checks.append(_at_least("acceptance_length", observed, minimum, "acceptance length"))
+    return checks
+
+
+def assert_checks(checks: list[dict[str, Any]] | list[CheckResult]) -> None:
+    """Raise AssertionError naming every failed check with its numbers."""
+    rows = [c.as_dict() if isinstance(c, CheckResult) else c for c in checks]
+    failed = [c for c in rows if c["status"] == "failed"]
+    if failed:
+        raise AssertionError("failed checks: " + "; ".join(f"{c['name']}: {c['message']}" for c in failed))

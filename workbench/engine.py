@@ -1,0 +1,176 @@
+"""Real `vllm.LLM` runs, each in its own child process.
+
+Why a child: vLLM's CPU backend wants engines started under `__main__` or in a spawned
+process, teardown between two engines in one process is fragile, and a crash in the child
+becomes a reported `EngineError` (with the log tail) instead of a hung notebook kernel.
+The child writes its full record to a JSON file, so nothing computed is lost when a
+later stage fails.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SPEC_COUNTERS = (
+    "vllm:spec_decode_num_drafts",
+    "vllm:spec_decode_num_draft_tokens",
+    "vllm:spec_decode_num_accepted_tokens",
+    "vllm:spec_decode_num_accepted_tokens_per_pos",
+)
+
+
+class EngineError(RuntimeError):
+    """An engine could not start or generate; the message carries the cause and log tail."""
+
+
+@dataclass
+class EngineJob:
+    """Everything the child needs: plain data only, so it pickles across spawn."""
+
+    label: str
+    llm_kwargs: dict[str, Any]
+    gsm8k_prompts: list[str]
+    gsm8k_sampling: dict[str, Any]
+    match_prompts: list[str]
+    match_sampling: dict[str, Any]
+    record_path: str
+    log_path: str
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def read_spec_counters(metrics: list[Any]) -> dict[str, Any]:
+    """Sum vLLM's spec-decode counters (Counter.value, Vector.values) over engines."""
+    out: dict[str, Any] = {}
+    for metric in metrics:
+        if metric.name not in SPEC_COUNTERS:
+            continue
+        if hasattr(metric, "values"):
+            previous = out.get(metric.name) or [0] * len(metric.values)
+            out[metric.name] = [a + b for a, b in zip(previous, metric.values)]
+        else:
+            out[metric.name] = out.get(metric.name, 0) + metric.value
+    return out
+
+
+def counters_delta(after: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
+    """What one generate call added to the engine's cumulative counters."""
+    delta: dict[str, Any] = {}
+    for name, value in after.items():
+        old = before.get(name)
+        if isinstance(value, list):
+            old = old or [0] * len(value)
+            delta[name] = [a - b for a, b in zip(value, old)]
+        else:
+            delta[name] = value - (old or 0)
+    return delta
+
+
+def _completion_record(prompt_id: int, output: Any) -> dict[str, Any]:
+    completion = output.outputs[0]
+    spec = getattr(completion, "spec_decode_metrics", None)
+    return {
+        "prompt_id": prompt_id,
+        "completion": completion.text,
+        "token_ids": list(completion.token_ids),
+        "finish_reason": completion.finish_reason,
+        "spec": spec.to_dict() if spec is not None else None,
+    }
+
+
+def _generate(llm: Any, prompts: list[str], sampling: dict[str, Any]) -> tuple[list[dict], float, dict]:
+    from vllm import SamplingParams
+
+    before = read_spec_counters(llm.get_metrics())
+    started = time.perf_counter()
+    outputs = llm.generate(prompts, SamplingParams(**sampling), use_tqdm=False)
+    seconds = time.perf_counter() - started
+    counters = counters_delta(read_spec_counters(llm.get_metrics()), before)
+    return [_completion_record(i, out) for i, out in enumerate(outputs)], seconds, counters
+
+
+def _supported_llm_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Drop observability keys an older vLLM (e.g. CUDA 0.26) does not know."""
+    from dataclasses import fields as dc_fields
+
+    from vllm.engine.arg_utils import EngineArgs
+
+    known = {f.name for f in dc_fields(EngineArgs)}
+    optional = {"per_request_spec_decode_metrics"}
+    return {k: v for k, v in kwargs.items() if k in known or k not in optional}
+
+
+def _child_main(job: EngineJob) -> None:
+    """Runs in the spawned process: build the engine, generate, write the record."""
+    log = open(job.log_path, "a", buffering=1, encoding="utf-8")
+    os.dup2(log.fileno(), 1)
+    os.dup2(log.fileno(), 2)
+    sys.stdout = sys.stderr = log
+    os.environ.update(job.env)
+    record: dict[str, Any] = {"label": job.label, "llm_kwargs": job.llm_kwargs, "ok": False, "error": None}
+    try:
+        import torch
+        import vllm
+        from vllm import LLM
+
+        record["versions"] = {"vllm": vllm.__version__, "torch": torch.__version__,
+                              "python": sys.version.split()[0]}
+        started = time.perf_counter()
+        llm = LLM(**_supported_llm_kwargs(job.llm_kwargs))
+        record["init_s"] = time.perf_counter() - started
+        gsm8k, seconds, counters = _generate(llm, job.gsm8k_prompts, job.gsm8k_sampling)
+        output_tokens = sum(len(r["token_ids"]) for r in gsm8k)
+        record.update(gsm8k=gsm8k, generate_s=seconds, output_tokens=output_tokens,
+                      output_tokens_per_s=output_tokens / seconds if seconds > 0 else None,
+                      spec_counters=counters)
+        match, match_seconds, match_counters = _generate(llm, job.match_prompts, job.match_sampling)
+        record.update(output_match=match, match_generate_s=match_seconds, match_spec_counters=match_counters,
+                      ok=True)
+    except BaseException as exc:  # the record must say why, whatever happened
+        record["error"] = f"{type(exc).__name__}: {exc}"
+        record["traceback"] = traceback.format_exc()
+        traceback.print_exc()
+    finally:
+        Path(job.record_path).write_text(json.dumps(record), encoding="utf-8")
+        log.flush()
+        os._exit(0 if record["ok"] else 1)
+
+
+def _log_tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def run_engine_job(job: EngineJob, timeout_s: float) -> dict[str, Any]:
+    """Run one engine in a spawned child; return its record or raise `EngineError`."""
+    record_path, log_path = Path(job.record_path), Path(job.log_path)
+    record_path.parent.mkdir(parents=True, exist_ok=True)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    record_path.unlink(missing_ok=True)
+    context = multiprocessing.get_context("spawn")
+    process = context.Process(target=_child_main, args=(job,), name=f"engine-{job.label}")
+    started = time.perf_counter()
+    process.start()
+    process.join(timeout_s)
+    if process.is_alive():
+        process.kill()
+        process.join()
+        raise EngineError(f"{job.label} engine timed out after {timeout_s:.0f} s; log {log_path}:\n{_log_tail(log_path)}")
+    if not record_path.exists():
+        raise EngineError(f"{job.label} engine died (exit code {process.exitcode}) without a record; "
+                          f"log {log_path}:\n{_log_tail(log_path)}")
+    record = json.loads(record_path.read_text(encoding="utf-8"))
+    record["wall_s"] = time.perf_counter() - started
+    record_path.write_text(json.dumps(record), encoding="utf-8")
+    if not record.get("ok"):
+        raise EngineError(f"{job.label} engine failed: {record.get('error')}; log {log_path}:\n{_log_tail(log_path, 25)}")
+    return record

@@ -1,0 +1,111 @@
+"""Figures of a correctness run. DataFrames / dicts in, matplotlib Figures out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg") if matplotlib.get_backend().lower() in {"", "agg"} else None
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+COLORS = {"reference": "#4C72B0", "speculative": "#DD8452"}
+
+
+def accuracy_vs_threshold(accuracy: pd.DataFrame, threshold: float, primary_scorer: str) -> plt.Figure:
+    """Accuracy of both runs under every scorer, the threshold line and the margin written on it."""
+    fig, ax = plt.subplots(figsize=(7.5, 4))
+    scorers = list(accuracy.columns)
+    x = np.arange(len(scorers))
+    width = 0.38
+    for offset, run in zip((-width / 2, width / 2), accuracy.index):
+        values = accuracy.loc[run].to_numpy(dtype=float)
+        bars = ax.bar(x + offset, values, width, label=run, color=COLORS.get(run))
+        ax.bar_label(bars, labels=[f"{v:.3f}" for v in values], fontsize=8, padding=2)
+    if threshold > 0:
+        ax.axhline(threshold, color="crimson", linestyle="--", linewidth=1.2, label=f"threshold {threshold:.3f}")
+        margin = float(accuracy[primary_scorer].min()) - threshold
+        ax.text(0.99, 0.97, f"margin ({primary_scorer}): {margin:+.3f}", transform=ax.transAxes, ha="right", va="top",
+                fontsize=10, color="crimson" if margin < 0 else "darkgreen",
+                bbox={"facecolor": "white", "edgecolor": "lightgray"})
+    else:
+        ax.text(0.99, 0.97, "accuracy check switched off (threshold 0)", transform=ax.transAxes, ha="right",
+                va="top", fontsize=9, color="gray")
+    ax.set_xticks(x, [f"{s}{' (primary)' if s == primary_scorer else ''}" for s in scorers])
+    top = max(float(np.nanmax(accuracy.to_numpy(dtype=float))), threshold)
+    ax.set_ylim(0, max(0.05, top * 1.3))
+    ax.set_ylabel("GSM8k accuracy")
+    ax.set_title("GSM8k accuracy: reference vs speculative")
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def acceptance_length(accept: dict[str, Any], num_speculative_tokens: int) -> plt.Figure:
+    """Overall acceptance length, and its distribution over prompts where vLLM reports per-prompt counts."""
+    fig, (ax_bar, ax_hist) = plt.subplots(1, 2, figsize=(9, 3.6), gridspec_kw={"width_ratios": [1, 2]})
+    overall = accept.get("acceptance_length")
+    ax_bar.bar(["acceptance\nlength"], [overall or 0], color=COLORS["speculative"])
+    ax_bar.axhline(1 + num_speculative_tokens, color="gray", linestyle=":", label=f"max {1 + num_speculative_tokens}")
+    ax_bar.set_ylim(0, 1.15 * (1 + num_speculative_tokens))
+    if overall is not None:
+        ax_bar.text(0, overall, f"{overall:.3f}", ha="center", va="bottom")
+    ax_bar.legend(fontsize=8)
+    per_prompt = [p["acceptance_length"] for p in accept.get("per_prompt", []) if p and p["acceptance_length"]]
+    if per_prompt:
+        ax_hist.hist(per_prompt, bins=20, color=COLORS["speculative"], alpha=0.85)
+        ax_hist.set_xlabel("acceptance length per GSM8k prompt")
+        ax_hist.set_ylabel("prompts")
+    else:
+        ax_hist.text(0.5, 0.5, "no per-prompt counts from this vLLM", ha="center", va="center")
+        ax_hist.set_axis_off()
+    fig.suptitle("Acceptance length (1 + accepted / drafts)")
+    fig.tight_layout()
+    return fig
+
+
+def per_position_acceptance(rates: list[float]) -> plt.Figure:
+    """Acceptance rate of draft position 1..k (accepted at that position / drafts)."""
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    positions = np.arange(1, len(rates) + 1)
+    bars = ax.bar(positions, rates, color=COLORS["speculative"])
+    ax.bar_label(bars, labels=[f"{r:.3f}" for r in rates], fontsize=8)
+    ax.set_xticks(positions)
+    ax.set_xlabel("draft position")
+    ax.set_ylabel("acceptance rate")
+    ax.set_ylim(0, 1.05)
+    ax.set_title("Per-position acceptance rate")
+    fig.tight_layout()
+    return fig
+
+
+def disagreement(table: pd.DataFrame, scorer: str) -> plt.Figure:
+    """Per question: where reference and speculative disagree on correctness, and where their text diverges."""
+    ref = table[f"reference_correct_{scorer}"].to_numpy(bool)
+    spec = table[f"speculative_correct_{scorer}"].to_numpy(bool)
+    fig, (ax_q, ax_div) = plt.subplots(1, 2, figsize=(10, 3.6), gridspec_kw={"width_ratios": [3, 2]})
+    ids = table["question_id"].to_numpy()
+    categories = [
+        ("both correct", ref & spec, "#55A868"), ("only reference correct", ref & ~spec, COLORS["reference"]),
+        ("only speculative correct", ~ref & spec, COLORS["speculative"]),
+    ]
+    for row, (name, mask, color) in enumerate(categories):
+        ax_q.scatter(ids[mask], np.full(mask.sum(), row), marker="|", s=200, color=color,
+                     label=f"{name}: {int(mask.sum())}")
+    ax_q.set_yticks(range(len(categories)), [c[0] for c in categories])
+    ax_q.set_xlabel("GSM8k test question id")
+    ax_q.set_ylim(-0.7, len(categories) - 0.3)
+    ax_q.set_title(f"Correctness per question ({scorer})")
+    ax_q.legend(fontsize=7, loc="upper right")
+    diverged = table["first_divergent_token"].dropna()
+    if len(diverged):
+        ax_div.hist(diverged, bins=30, color="gray")
+        ax_div.set_title(f"{len(diverged)} of {len(table)} completions differ")
+        ax_div.set_xlabel("first divergent token")
+    else:
+        ax_div.text(0.5, 0.5, "all GSM8k completions identical", ha="center", va="center")
+        ax_div.set_axis_off()
+    fig.tight_layout()
+    return fig

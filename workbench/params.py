@@ -1,0 +1,151 @@
+"""A case, declared in YAML: which model, which speculative method, which thresholds.
+
+Params are validated before any engine starts: an unknown key, a wrong type or a model
+path that does not exist is a `ParamsError` naming the key and the file (CLI exit 2).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from workbench.gsm8k import SCORERS
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PARAMS_DIR = REPO_ROOT / "params"
+DEFAULT_PARAMS = PARAMS_DIR / "tiny-qwen3_5-cpu.yaml"
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+class ParamsError(ValueError):
+    """Bad params: the message names the file and the offending key."""
+
+
+class CaseParams(BaseModel):
+    """One evaluation case. Keys mirror vLLM's `LLM(...)` arguments where they can."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, validate_assignment=True)
+
+    # what is evaluated
+    model: str = Field(description="local checkpoint folder (relative to the params file) or hub id")
+    tokenizer: str | None = None
+    description: str = ""
+    intended_hardware: str = "CPU"
+    placeholder_weights: bool = Field(False, description="true when load_format=dummy stands in for real weights")
+    # speculative decoding
+    method: str = "mtp"
+    num_speculative_tokens: int = Field(1, ge=1)
+    speculative_extra: dict[str, Any] = Field(default_factory=dict, description="more speculative_config keys")
+    # the GSM8k check (upstream: threshold 0 switches it off)
+    threshold: float = Field(0.0, ge=0.0, le=1.0)
+    threshold_source: str | None = None
+    primary_scorer: str = "upstream"
+    num_questions: int | None = Field(None, ge=1, description="first N test questions; null = all 1319")
+    num_shots: int = Field(5, ge=0)
+    max_tokens: int = Field(256, ge=1)
+    dataset: str | None = Field(None, description="GSM8k source: null = packaged copy, a folder, or a hub id")
+    # the output-match check
+    output_match_prompts: int = Field(100, ge=0)
+    output_match_max_tokens: int = Field(10, ge=1)
+    output_match_gsm8k_share: float = Field(0.5, ge=0.0, le=1.0)
+    required_match_share: float = Field(0.8, ge=0.0, le=1.0)
+    # optional acceptance gate
+    min_acceptance_length: float | None = Field(None, ge=1.0)
+    # engine
+    dtype: str = "auto"
+    max_model_len: int = Field(2048, ge=16)
+    max_num_seqs: int | None = Field(None, ge=1)
+    gpu_memory_utilization: float = Field(0.9, gt=0.0, le=1.0)
+    tensor_parallel_size: int = Field(1, ge=1)
+    enforce_eager: bool = False
+    enable_prefix_caching: bool | None = None
+    limit_mm_per_prompt: dict[str, int] | None = None
+    load_format: str | None = None
+    trust_remote_code: bool = False
+    additional_config: dict[str, Any] | None = None
+    engine_kwargs: dict[str, Any] = Field(default_factory=dict, description="any other vllm.LLM keyword")
+    cpu_kvcache_space_gib: int | None = Field(None, ge=1, description="sets VLLM_CPU_KVCACHE_SPACE")
+    engine_timeout_s: float = Field(3600.0, gt=0)
+    seed: int = 0
+    # other notebooks
+    audit: bool = Field(False, description="run the no-sync audit for this case (workbench audit)")
+
+    @field_validator("primary_scorer")
+    @classmethod
+    def _known_scorer(cls, value: str) -> str:
+        if value not in SCORERS:
+            raise ValueError(f"unknown scorer {value!r}; known: {', '.join(SCORERS)}")
+        return value
+
+    @model_validator(mode="after")
+    def _gsm8k_fits(self) -> CaseParams:
+        if self.num_questions is not None and self.num_questions > 1319 and self.dataset is None:
+            raise ValueError("num_questions: the packaged GSM8k test split has 1319 questions")
+        return self
+
+    def speculative_config(self) -> dict[str, Any]:
+        return {"method": self.method, "num_speculative_tokens": self.num_speculative_tokens,
+                **self.speculative_extra}
+
+
+def _field_of(error: dict) -> str:
+    return ".".join(str(part) for part in error["loc"]) or "(top level)"
+
+
+def resolve_model_path(value: str, params_file: Path) -> str:
+    """A local folder (made absolute) or a hub id; anything else is an error."""
+    candidate = (params_file.parent / value).expanduser()
+    if candidate.exists():
+        if not (candidate / "config.json").exists():
+            raise ParamsError(f"{params_file}: key 'model': {candidate} has no config.json")
+        return str(candidate.resolve())
+    looks_like_path = value.startswith((".", "/", "~")) or value.count("/") != 1
+    if looks_like_path or not _HUB_ID.match(value):
+        raise ParamsError(f"{params_file}: key 'model': model path {value!r} not found "
+                          f"(looked for {candidate.resolve()})")
+    return value  # a hub id: fetched by vLLM on a connected machine
+
+
+def parse_override(key: str, raw: str) -> tuple[str, Any]:
+    """`-p KEY VALUE`: the value is read as YAML, so `0.99`, `true`, `null`, `{a: 1}` work."""
+    try:
+        return key, yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"-p {key}: cannot read value {raw!r} as YAML: {exc}") from exc
+
+
+def load_params(path: str | Path, overrides: dict[str, Any] | None = None) -> CaseParams:
+    """Read, override and validate a params file; relative model paths become absolute."""
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"{path}: params file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ParamsError(f"{path}: expected a mapping of keys to values, got {type(data).__name__}")
+    data = {**data, **(overrides or {})}
+    unknown = sorted(set(data) - set(CaseParams.model_fields))
+    if unknown:
+        raise ParamsError(f"{path}: unknown key {unknown[0]!r}" + (f" (and {unknown[1:]})" if unknown[1:] else "")
+                          + f"; known keys: {', '.join(CaseParams.model_fields)}")
+    if "model" not in data:
+        raise ParamsError(f"{path}: key 'model' is required")
+    if isinstance(data["model"], str):
+        data["model"] = resolve_model_path(data["model"], path)
+    if isinstance(data.get("tokenizer"), str):
+        data["tokenizer"] = resolve_model_path(data["tokenizer"], path)
+    try:
+        return CaseParams(**data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise ParamsError(f"{path}: key {_field_of(first)!r}: {first['msg']} (got {first.get('input')!r})") from exc
+
+
+def case_name(path: str | Path) -> str:
+    return Path(path).stem

@@ -1,0 +1,278 @@
+"""The correctness run, stage by stage: params -> engine runs -> records -> scores -> comparisons.
+
+Each stage takes and returns plain data and writes what it produced into the run folder at
+once, so a failure later on (an engine crash, a failed check) loses nothing already computed.
+The notebook `notebooks/mtp_correctness.ipynb` calls these functions and nothing else of note.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import sys
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from workbench import gsm8k, prompts
+from workbench.checks import evaluate_checks
+from workbench.compare import gsm8k_divergences, output_match
+from workbench.engine import EngineJob, run_engine_job
+from workbench.metrics import acceptance_stats, per_prompt_acceptance
+from workbench.params import REPO_ROOT, CaseParams, case_name, load_params
+
+RESULTS_DIR = REPO_ROOT / "results"
+RUN_LABELS = ("reference", "speculative")
+
+
+@dataclass
+class RunContext:
+    """One correctness run: its params, folder, questions and prompts."""
+
+    params: CaseParams
+    params_file: str
+    run_dir: Path
+    questions: list[gsm8k.GSM8kItem]
+    gsm8k_prompts: list[str]
+    match_kinds: list[str]
+    match_prompts: list[str]
+
+
+def new_run_dir(params_file: str | Path, root: Path = RESULTS_DIR) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return root / f"{case_name(params_file)}-{stamp}"
+
+
+def prepare(params_file: str | Path, overrides: dict[str, Any] | None = None, run_dir: str | Path = "") -> RunContext:
+    """Validate params, build every prompt, and write them into the run folder."""
+    params = load_params(params_file, overrides)
+    folder = Path(run_dir) if run_dir else new_run_dir(params_file)
+    (folder / "records").mkdir(parents=True, exist_ok=True)
+    test = gsm8k.load_gsm8k("test", params.dataset)
+    train = gsm8k.load_gsm8k("train", params.dataset)
+    questions = test[: params.num_questions] if params.num_questions else test
+    gsm8k_prompts = gsm8k.build_prompts(questions, train, params.num_shots)
+    match_set = prompts.output_match_prompt_set(params.output_match_prompts, params.seed,
+                                                params.output_match_gsm8k_share, train, test)
+    (folder / "params.yaml").write_text(yaml.safe_dump(params.model_dump(), sort_keys=False), encoding="utf-8")
+    (folder / "records" / "prompts.json").write_text(json.dumps({
+        "gsm8k": [{"question_id": q.question_id, "prompt": p} for q, p in zip(questions, gsm8k_prompts)],
+        "output_match": [{"prompt_id": i, "kind": m.kind, "prompt": m.text} for i, m in enumerate(match_set)],
+    }), encoding="utf-8")
+    return RunContext(params, str(params_file), folder, questions, gsm8k_prompts,
+                      [m.kind for m in match_set], [m.text for m in match_set])
+
+
+def llm_kwargs(params: CaseParams, label: str) -> dict[str, Any]:
+    """`vllm.LLM(...)` arguments of one of the two engines; they differ only in speculation."""
+    kwargs: dict[str, Any] = {
+        "model": params.model, "dtype": params.dtype, "max_model_len": params.max_model_len,
+        "gpu_memory_utilization": params.gpu_memory_utilization, "tensor_parallel_size": params.tensor_parallel_size,
+        "enforce_eager": params.enforce_eager, "seed": params.seed, "trust_remote_code": params.trust_remote_code,
+        "disable_log_stats": False,  # spec-decode counters come from llm.get_metrics() only with stats on
+    }
+    optional = {"tokenizer": params.tokenizer, "limit_mm_per_prompt": params.limit_mm_per_prompt,
+                "load_format": params.load_format, "additional_config": params.additional_config,
+                "enable_prefix_caching": params.enable_prefix_caching, "max_num_seqs": params.max_num_seqs}
+    kwargs.update({k: v for k, v in optional.items() if v is not None})
+    if label == "speculative":
+        kwargs["speculative_config"] = params.speculative_config()
+        kwargs["per_request_spec_decode_metrics"] = "summary"
+    kwargs.update(params.engine_kwargs)
+    return kwargs
+
+
+def run_engine(ctx: RunContext, label: str) -> dict[str, Any]:
+    """Run the reference or the speculative engine; its record lands in records/<label>.json."""
+    if label not in RUN_LABELS:
+        raise ValueError(f"label must be one of {RUN_LABELS}, got {label!r}")
+    params = ctx.params
+    env = {"VLLM_CPU_KVCACHE_SPACE": str(params.cpu_kvcache_space_gib)} if params.cpu_kvcache_space_gib else {}
+    job = EngineJob(
+        label=label, llm_kwargs=llm_kwargs(params, label),
+        gsm8k_prompts=ctx.gsm8k_prompts,
+        gsm8k_sampling={"temperature": 0.0, "max_tokens": params.max_tokens, "stop": list(gsm8k.STOP)},
+        match_prompts=ctx.match_prompts,
+        match_sampling={"temperature": 0.0, "max_tokens": params.output_match_max_tokens},
+        record_path=str(ctx.run_dir / "records" / f"{label}.json"),
+        log_path=str(ctx.run_dir / "logs" / f"{label}.log"), env=env)
+    record = run_engine_job(job, params.engine_timeout_s)
+    for row, question in zip(record["gsm8k"], ctx.questions):
+        row["question_id"] = question.question_id
+    return record
+
+
+def score(ctx: RunContext, reference: dict, speculative: dict) -> pd.DataFrame:
+    """One row per question: both completions and correctness under every scorer (questions.csv)."""
+    table = pd.DataFrame({
+        "question_id": [q.question_id for q in ctx.questions],
+        "question": [q.question for q in ctx.questions],
+        "reference_answer": [gsm8k.reference_number(q.answer) for q in ctx.questions],
+    })
+    for label, record in (("reference", reference), ("speculative", speculative)):
+        completions = [r["completion"] for r in record["gsm8k"]]
+        table[f"{label}_completion"] = completions
+        for scorer, flags in gsm8k.score_completions(completions, ctx.questions).items():
+            table[f"{label}_correct_{scorer}"] = flags
+    table["first_divergent_token"] = [
+        _divergence_or_none(r, s) for r, s in zip(reference["gsm8k"], speculative["gsm8k"])]
+    table.to_csv(ctx.run_dir / "questions.csv", index=False)
+    return table
+
+
+def _divergence_or_none(ref: dict, spec: dict) -> int | None:
+    from workbench.compare import first_divergence
+
+    return first_divergence(ref["token_ids"], spec["token_ids"])
+
+
+def accuracy_by_scorer(table: pd.DataFrame, label: str) -> dict[str, float]:
+    return {s: float(table[f"{label}_correct_{s}"].mean()) for s in gsm8k.SCORERS}
+
+
+def accuracy_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Rows: reference / speculative; columns: every scorer, side by side."""
+    frame = pd.DataFrame({label: accuracy_by_scorer(table, label) for label in RUN_LABELS}).T
+    frame.index.name = "run"
+    return frame
+
+
+def compare_outputs(ctx: RunContext, reference: dict, speculative: dict) -> dict[str, Any]:
+    result = output_match(reference["output_match"], speculative["output_match"], ctx.match_kinds,
+                          ctx.params.required_match_share)
+    result["gsm8k_divergences"] = gsm8k_divergences(reference["gsm8k"], speculative["gsm8k"])
+    (ctx.run_dir / "output_match.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
+    return result
+
+
+def acceptance(speculative: dict) -> dict[str, Any]:
+    """Whole-run acceptance (GSM8k phase) plus a per-prompt table where vLLM reports one."""
+    stats = acceptance_stats(speculative.get("spec_counters", {}))
+    stats["per_prompt"] = [per_prompt_acceptance(r.get("spec")) for r in speculative["gsm8k"]]
+    return stats
+
+
+def model_config_hash(model: str) -> str:
+    """sha256 of the checkpoint's config.json; of the id when the model lives on a hub."""
+    config = Path(model) / "config.json"
+    payload = config.read_bytes() if config.is_file() else model.encode()
+    return hashlib.sha256(payload).hexdigest()[:16]
+
+
+def timings(record: dict) -> dict[str, Any]:
+    keys = ("init_s", "generate_s", "output_tokens", "output_tokens_per_s", "match_generate_s", "wall_s")
+    return {k: record.get(k) for k in keys}
+
+
+def build_summary(ctx: RunContext, reference: dict, speculative: dict, table: pd.DataFrame,
+                  match: dict, accept: dict) -> dict[str, Any]:
+    """summary.json: every number the report shows, plus the checks and `passed`."""
+    params = ctx.params
+    scorer = params.primary_scorer
+    ref_acc, spec_acc = accuracy_by_scorer(table, "reference"), accuracy_by_scorer(table, "speculative")
+    versions = dict(reference.get("versions", {}))
+    versions.update(python=platform.python_version(), model_config_hash=model_config_hash(params.model),
+                    workbench=_workbench_version())
+    summary: dict[str, Any] = {
+        "case": case_name(ctx.params_file),
+        "params": params.model_dump(),
+        "primary_scorer": scorer,
+        "num_questions": len(ctx.questions),
+        "threshold": params.threshold,
+        "margin": min(ref_acc[scorer], spec_acc[scorer]) - params.threshold,
+        "reference": {"accuracy": ref_acc, "timings": timings(reference)},
+        "speculative": {
+            "accuracy": spec_acc, "timings": timings(speculative),
+            "acceptance_rate": accept["acceptance_rate"], "acceptance_length": accept["acceptance_length"],
+            "acceptance_rate_per_position": accept["acceptance_rate_per_position"],
+            "counters": {k: accept[k] for k in ("num_drafts", "num_draft_tokens", "num_accepted_tokens",
+                                                 "num_accepted_tokens_per_pos")},
+        },
+        "output_match": {k: match[k] for k in ("matched", "total", "share", "required_share", "by_kind")},
+        "gsm8k_identical_completions": int(table["first_divergent_token"].isna().sum()),
+        "versions": versions,
+        "error": None,
+    }
+    checks = [c.as_dict() for c in evaluate_checks(summary)]
+    summary["checks"] = checks
+    summary["passed"] = all(c["status"] != "failed" for c in checks)
+    write_summary(ctx.run_dir, summary)
+    return summary
+
+
+def write_summary(run_dir: Path, summary: dict[str, Any]) -> Path:
+    path = Path(run_dir) / "summary.json"
+    path.write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
+    return path
+
+
+def _workbench_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("mtp-workbench")
+    except Exception:  # not installed as a distribution (e.g. run from a checkout)
+        return "dev"
+
+
+def python_version() -> str:
+    return sys.version.split()[0]
+
+
+# ------------------------------------------------------------------ tables the notebook shows
+
+
+def describe_case(ctx: RunContext) -> str:
+    """Markdown header of the report: what ran, on what, with which thresholds."""
+    p = ctx.params
+    lines = [
+        f"**Case** `{case_name(ctx.params_file)}` — {p.description or p.model}",
+        f"- model: `{p.model}`" + (" — **placeholder weights (load_format: dummy): numbers are meaningless**"
+                                  if p.placeholder_weights or p.load_format == "dummy" else ""),
+        f"- speculative: `{p.speculative_config()}`",
+        f"- GSM8k: {len(ctx.questions)} test questions, {p.num_shots}-shot, greedy, max_tokens {p.max_tokens}; "
+        f"threshold {p.threshold} on the `{p.primary_scorer}` scorer"
+        + (" (**switched off**)" if not p.threshold else "")
+        + (f" — {p.threshold_source}" if p.threshold_source else ""),
+        f"- output match: {len(ctx.match_prompts)} prompts, {p.output_match_max_tokens} new tokens, "
+        f"required share {p.required_match_share}",
+        f"- intended hardware: {p.intended_hardware}; run folder `{ctx.run_dir}`",
+    ]
+    return "\n".join(lines)
+
+
+def acceptance_frame(accept: dict[str, Any]) -> pd.DataFrame:
+    keys = ("num_drafts", "num_draft_tokens", "num_accepted_tokens", "acceptance_rate", "acceptance_length")
+    row = {k: accept[k] for k in keys}
+    for i, rate in enumerate(accept["acceptance_rate_per_position"], start=1):
+        row[f"acceptance_rate_pos{i}"] = rate
+    return pd.DataFrame([row], index=["speculative"])
+
+
+def match_frame(match: dict[str, Any]) -> pd.DataFrame:
+    rows = {kind: {"matched": v["matched"], "total": v["total"], "share": v["matched"] / v["total"]}
+            for kind, v in match["by_kind"].items()}
+    rows["all"] = {"matched": match["matched"], "total": match["total"], "share": match["share"]}
+    return pd.DataFrame(rows).T
+
+
+def mismatch_frame(match: dict[str, Any], limit: int = 20) -> pd.DataFrame:
+    columns = ["prompt_id", "kind", "first_divergent_token", "reference", "speculative"]
+    return pd.DataFrame(match["mismatches"][:limit], columns=columns)
+
+
+def disagreement_frame(table: pd.DataFrame, scorer: str, limit: int = 20) -> pd.DataFrame:
+    """Questions where exactly one of the two runs is correct, completions side by side."""
+    differ = table[table[f"reference_correct_{scorer}"] != table[f"speculative_correct_{scorer}"]]
+    columns = ["question_id", "reference_answer", f"reference_correct_{scorer}", f"speculative_correct_{scorer}",
+               "first_divergent_token", "reference_completion", "speculative_completion"]
+    return differ[columns].head(limit)
+
+
+def checks_frame(summary: dict[str, Any]) -> pd.DataFrame:
+    return pd.DataFrame(summary["checks"]).set_index("name")
