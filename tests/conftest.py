@@ -1,0 +1,30 @@
+"""Shared fixtures. Tests marked `vllm` start real vLLM engines on the CPU (minutes each)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+RECORDED = Path(__file__).resolve().parent / "data" / "recorded_run"
+TINY_PARAMS = REPO / "params" / "tiny-qwen3_5-cpu.yaml"
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing in the tests may reach a hub
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+
+@pytest.fixture
+def recorded() -> dict:
+    """Engine records replayed from a real run of the tiny model (8 questions, 10 match prompts)."""
+    return {name: json.loads((RECORDED / f"{name}.json").read_text()) for name in ("reference", "speculative", "prompts")}
+
+
+def run_cli(*args: str, timeout: float = 1800) -> subprocess.CompletedProcess:
+    """Run `workbench ...` exactly as a user would, in a fresh interpreter."""
+    return subprocess.run([sys.executable, "-m", "workbench.cli", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout)

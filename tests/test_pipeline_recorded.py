@@ -1,0 +1,145 @@
+"""Scores, acceptance, output match, checks and figures on recorded engine outputs (no vLLM)."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import matplotlib
+import pytest
+
+matplotlib.use("Agg")
+
+from conftest import TINY_PARAMS
+from workbench import figures, gsm8k, pipeline
+from workbench.checks import assert_checks, evaluate_checks
+from workbench.compare import first_divergence, output_match
+from workbench.metrics import acceptance_stats, per_prompt_acceptance
+
+
+@pytest.fixture
+def ctx(tmp_path, recorded):
+    context = pipeline.prepare(TINY_PARAMS, {"num_questions": 8, "output_match_prompts": 10}, tmp_path / "run")
+    for label in ("reference", "speculative"):
+        for row, q in zip(recorded[label]["gsm8k"], context.questions):
+            row["question_id"] = q.question_id
+    return context
+
+
+def test_prepare_writes_prompts_matching_upstream_format(ctx, recorded) -> None:
+    written = json.loads((ctx.run_dir / "records" / "prompts.json").read_text())
+    assert [p["prompt"] for p in written["gsm8k"]] == [p["prompt"] for p in recorded["prompts"]["gsm8k"]]
+    assert written["gsm8k"][0]["prompt"].endswith(f"Question: {ctx.questions[0].question}\nAnswer:")
+    assert (ctx.run_dir / "params.yaml").is_file()
+
+
+def test_scores_agree_with_independent_scoring(ctx, recorded) -> None:
+    table = pipeline.score(ctx, recorded["reference"], recorded["speculative"])
+    for scorer in gsm8k.SCORERS:
+        expected = sum(gsm8k.is_correct(r["completion"], q.answer, scorer)
+                       for r, q in zip(recorded["speculative"]["gsm8k"], ctx.questions)) / len(ctx.questions)
+        assert pipeline.accuracy_by_scorer(table, "speculative")[scorer] == pytest.approx(expected)
+    assert (ctx.run_dir / "questions.csv").is_file()
+    diverged = [first_divergence(r["token_ids"], s["token_ids"])
+                for r, s in zip(recorded["reference"]["gsm8k"], recorded["speculative"]["gsm8k"])]
+    assert list(table["first_divergent_token"].fillna(-1).astype(int)) == [-1 if d is None else d for d in diverged]
+
+
+def test_acceptance_follows_upstream_definitions() -> None:
+    stats = acceptance_stats({"vllm:spec_decode_num_drafts": 100, "vllm:spec_decode_num_draft_tokens": 300,
+                              "vllm:spec_decode_num_accepted_tokens": 150,
+                              "vllm:spec_decode_num_accepted_tokens_per_pos": [80, 45, 25]})
+    assert stats["acceptance_rate"] == pytest.approx(0.5)
+    assert stats["acceptance_length"] == pytest.approx(2.5)
+    assert stats["acceptance_rate_per_position"] == pytest.approx([0.8, 0.45, 0.25])
+    assert acceptance_stats({})["acceptance_length"] is None
+
+
+def test_per_prompt_histogram_converts_to_per_position() -> None:
+    # 10 steps: 2 accepted nothing, 3 accepted one, 5 accepted both of k=2
+    stats = per_prompt_acceptance({"acceptance_histogram": [2, 3, 5], "num_draft_tokens": 20})
+    assert stats["num_accepted_tokens_per_pos"] == [8, 5]
+    assert stats["acceptance_length"] == pytest.approx(1 + 13 / 10)
+
+
+def test_recorded_counters_give_recorded_acceptance(recorded) -> None:
+    counters = recorded["speculative"]["spec_counters"]
+    accept = pipeline.acceptance(recorded["speculative"])
+    assert accept["acceptance_rate"] == pytest.approx(counters["vllm:spec_decode_num_accepted_tokens"]
+                                                      / counters["vllm:spec_decode_num_draft_tokens"])
+    assert 0.0 < accept["acceptance_rate"] <= 1.0
+
+
+def test_output_match_reports_first_divergent_token() -> None:
+    ref = [{"completion": "a b c", "token_ids": [1, 2, 3]}, {"completion": "x", "token_ids": [9]}]
+    spec = [{"completion": "a b d", "token_ids": [1, 2, 4]}, {"completion": "x", "token_ids": [9]}]
+    match = output_match(ref, spec, ["repeat", "gsm8k"], 0.8)
+    assert (match["matched"], match["total"], match["share"]) == (1, 2, 0.5)
+    assert match["mismatches"][0]["first_divergent_token"] == 2
+    assert match["by_kind"]["gsm8k"] == {"matched": 1, "total": 1}
+    assert first_divergence([1, 2], [1, 2, 3]) == 2 and first_divergence([5], [5]) is None
+
+
+def summary_for(ctx, recorded, **params_changes):
+    context = copy.copy(ctx)
+    context.params = ctx.params.model_copy(update=params_changes)
+    table = pipeline.score(context, recorded["reference"], recorded["speculative"])
+    match = pipeline.compare_outputs(context, recorded["reference"], recorded["speculative"])
+    return pipeline.build_summary(context, recorded["reference"], recorded["speculative"], table, match,
+                                  pipeline.acceptance(recorded["speculative"]))
+
+
+def test_summary_has_the_promised_keys(ctx, recorded) -> None:
+    summary = summary_for(ctx, recorded)
+    on_disk = json.loads((ctx.run_dir / "summary.json").read_text())
+    for key in ("params", "threshold", "margin", "passed", "versions", "checks"):
+        assert key in on_disk
+    assert set(on_disk["reference"]["accuracy"]) == set(gsm8k.SCORERS)
+    assert {"acceptance_rate", "acceptance_length", "acceptance_rate_per_position"} <= set(on_disk["speculative"])
+    assert {"matched", "total"} <= set(on_disk["output_match"])
+    assert {"init_s", "generate_s", "output_tokens_per_s"} <= set(on_disk["reference"]["timings"])
+    assert {"vllm", "torch", "python", "model_config_hash"} <= set(on_disk["versions"])
+    assert summary["passed"] is True
+
+
+def test_threshold_zero_is_skipped_never_passed(ctx, recorded) -> None:
+    summary = summary_for(ctx, recorded, threshold=0.0)
+    statuses = {c["name"]: c["status"] for c in summary["checks"]}
+    assert statuses["reference_accuracy"] == "skipped" and statuses["speculative_accuracy"] == "skipped"
+    assert statuses["acceptance_length"] == "skipped"
+
+
+def test_failed_checks_raise_with_names_and_numbers(ctx, recorded) -> None:
+    summary = summary_for(ctx, recorded, threshold=0.99, min_acceptance_length=1.99)
+    assert summary["passed"] is False
+    with pytest.raises(AssertionError) as info:
+        assert_checks(summary["checks"])
+    message = str(info.value)
+    for name in ("reference_accuracy", "speculative_accuracy", "acceptance_length"):
+        assert name in message
+    assert "0.9900" in message and "1.9900" in message
+    assert "output_match" not in message  # it passed on these records
+
+
+def test_output_match_check_fails_below_required_share(ctx, recorded) -> None:
+    spec = copy.deepcopy(recorded["speculative"])
+    for row in spec["output_match"][:5]:
+        row["completion"] += " changed"
+    table = pipeline.score(ctx, recorded["reference"], spec)
+    match = pipeline.compare_outputs(ctx, recorded["reference"], spec)
+    summary = pipeline.build_summary(ctx, recorded["reference"], spec, table, match, pipeline.acceptance(spec))
+    check = {c.name: c.as_dict() for c in evaluate_checks(summary)}["output_match"]
+    assert check["status"] == "failed" and check["observed"] == pytest.approx(0.5)
+
+
+def test_figures_render(ctx, recorded) -> None:
+    table = pipeline.score(ctx, recorded["reference"], recorded["speculative"])
+    accuracy = pipeline.accuracy_table(table)
+    accept = pipeline.acceptance(recorded["speculative"])
+    for fig in (figures.accuracy_vs_threshold(accuracy, 0.2, "upstream"),
+                figures.accuracy_vs_threshold(accuracy, 0.0, "upstream"),
+                figures.acceptance_length(accept, 1), figures.per_position_acceptance([0.6]),
+                figures.disagreement(table, "upstream")):
+        assert fig.axes
+    margin_texts = [t.get_text() for t in figures.accuracy_vs_threshold(accuracy, 0.2, "upstream").axes[0].texts]
+    assert any(t.startswith("margin (upstream): ") for t in margin_texts)
