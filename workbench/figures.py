@@ -82,30 +82,29 @@ def per_position_acceptance(rates: list[float]) -> plt.Figure:
 
 
 def disagreement(table: pd.DataFrame, scorer: str) -> plt.Figure:
-    """Per question: where reference and speculative disagree on correctness, and where their text diverges."""
+    """Where reference and speculative disagree: per question on correctness, and where their text diverges."""
     ref = table[f"reference_correct_{scorer}"].to_numpy(bool)
     spec = table[f"speculative_correct_{scorer}"].to_numpy(bool)
-    fig, (ax_q, ax_div) = plt.subplots(1, 2, figsize=(10, 3.6), gridspec_kw={"width_ratios": [3, 2]})
     ids = table["question_id"].to_numpy()
-    categories = [
-        ("both correct", ref & spec, "#55A868"), ("only reference correct", ref & ~spec, COLORS["reference"]),
-        ("only speculative correct", ~ref & spec, COLORS["speculative"]),
-    ]
+    fig, (ax_q, ax_div) = plt.subplots(1, 2, figsize=(10, 3.6), gridspec_kw={"width_ratios": [3, 2]})
+    categories = [("only reference correct", ref & ~spec, COLORS["reference"]),
+                  ("only speculative correct", ~ref & spec, COLORS["speculative"])]
     for row, (name, mask, color) in enumerate(categories):
-        ax_q.scatter(ids[mask], np.full(mask.sum(), row), marker="|", s=200, color=color,
-                     label=f"{name}: {int(mask.sum())}")
-    ax_q.set_yticks(range(len(categories)), [c[0] for c in categories])
-    ax_q.set_xlabel("GSM8k test question id")
+        ax_q.scatter(ids[mask], np.full(mask.sum(), row), marker="|", s=300, color=color)
+    ax_q.set_yticks(range(len(categories)), [f"{name}: {int(mask.sum())}" for name, mask, _ in categories])
+    ax_q.set_xlim(-0.5, max(int(ids.max()) if len(ids) else 0, 1) + 0.5)
     ax_q.set_ylim(-0.7, len(categories) - 0.3)
-    ax_q.set_title(f"Correctness per question ({scorer})")
-    ax_q.legend(fontsize=7, loc="upper right")
+    ax_q.set_xlabel("GSM8k test question id")
+    ax_q.set_title(f"Questions where exactly one run is correct ({scorer}); "
+                   f"both correct {int((ref & spec).sum())}, both wrong {int((~ref & ~spec).sum())}", fontsize=9)
     diverged = table["first_divergent_token"].dropna()
     if len(diverged):
         ax_div.hist(diverged, bins=30, color="gray")
-        ax_div.set_title(f"{len(diverged)} of {len(table)} completions differ")
+        ax_div.set_ylabel("completions")
         ax_div.set_xlabel("first divergent token")
     else:
         ax_div.text(0.5, 0.5, "all GSM8k completions identical", ha="center", va="center")
         ax_div.set_axis_off()
+    ax_div.set_title(f"{len(diverged)} of {len(table)} GSM8k completions differ", fontsize=9)
     fig.tight_layout()
     return fig

@@ -1,0 +1,55 @@
+"""Builds notebooks/calibrate_threshold.ipynb (clean: no outputs, no execution counts)."""
+import sys
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+md, code = new_markdown_cell, new_code_cell
+cells = [
+    md("# Calibrating the GSM8k threshold\n\n"
+       "How likely is a threshold to fail a healthy build, and how large a regression does it miss? "
+       "Binomial model of the correct count (see `workbench/calibration.py` for the assumptions); the check fails "
+       "when a run's accuracy is strictly below the threshold. Either finished run folders (`run_dirs`) or what-if "
+       "numbers (`accuracy`, `questions`). `workbench calibrate` executes this notebook with papermill."),
+    code('from typing import Optional  # papermill\'s parameter parser reads Optional[X], not X | None\n\n'
+         'run_dirs: list[str] = []  # finished run folders (summary.json + questions.csv)\n'
+         'accuracy: Optional[float] = None  # what-if: reference accuracy, used when run_dirs is empty\n'
+         'questions: Optional[int] = None  # what-if: number of questions\n'
+         'threshold: Optional[float] = None  # threshold to evaluate; None: the runs\' own / the recommended one\n'
+         'max_false_failure: float = 1e-3  # allowed P(one healthy run fails)\n'
+         'scorer: str = "upstream"  # questions.csv scorer column\n'
+         'out_dir: str = "."  # where calibration.json goes',
+         metadata={"tags": ["parameters"]}),
+    code("from pathlib import Path\n\nimport pandas as pd\nfrom IPython.display import display\n\n"
+         "from workbench import calibration, calibration_figures as cf\n\n"
+         "pd.set_option(\"display.max_colwidth\", 200)\n"
+         "result = calibration.calibrate_inputs(run_dirs, accuracy, questions, threshold, max_false_failure, scorer)\n"
+         "runs = calibration.load_runs(run_dirs) if run_dirs else []"),
+    md("## Reference accuracy: interval and run-to-run spread\n"
+       "The Wilson interval says how far the measured accuracy may sit from the true one; repeated runs show the "
+       "healthy noise a threshold must sit clear of."),
+    code("fig = cf.show_accuracy(result, threshold)"),
+    md("## Reference vs speculative on the same questions (McNemar)\n"
+       "Only discordant questions carry evidence of a difference; the exact McNemar test is a binomial test on them."),
+    code("cf.show_paired(result, runs, scorer)"),
+    md("## False failures and detectable drop across thresholds\n"
+       "Left: probability that a healthy build fails (log scale). Right: the smallest drop in true accuracy "
+       "caught with 90% probability. Dashed: recommended threshold; dotted: the one in force."),
+    code("fig = cf.threshold_curves_figure(result, threshold)\ndisplay(cf.thresholds_frame(result, threshold))"),
+    md("## Questions needed\n"
+       "Smallest question count separating the reference accuracy from a regressed one at both error rates "
+       "(miss rate 10%), and where its threshold goes."),
+    code("display(calibration.questions_needed_table(result[\"accuracy\"]))"),
+    md("## Acceptance length gate\n"
+       "One-sided t prediction bound from repeated speculative runs (a candidate `min_acceptance_length`)."),
+    code("fig = cf.show_acceptance(result)"),
+    md("## Try a threshold\nMove the slider (live in JupyterLab; rendered once under papermill)."),
+    code("display(cf.threshold_explorer(result, threshold))", metadata={"tags": ["widget"]}),
+    md("## Result"),
+    code("path = Path(out_dir) / \"calibration.json\"\npath.write_text(calibration.to_json(result), encoding=\"utf-8\")\n"
+         "print(path)\nprint(calibration.yaml_snippet(result, \", \".join(run_dirs) or \"what-if numbers (no runs)\"))"),
+]
+nb = new_notebook(cells=cells, metadata={
+    "kernelspec": {"display_name": "mtp-workbench", "language": "python", "name": "mtp-workbench"},
+    "language_info": {"name": "python"}})
+nbformat.validate(nb)
+nbformat.write(nb, sys.argv[1])
