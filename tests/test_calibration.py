@@ -360,6 +360,16 @@ def test_cli_runs_writes_calibration_and_params(tmp_path, fake_runs, capsys):
     written = json.loads((out / "calibration.json").read_text(encoding="utf-8"))
     assert printed == written and written["runs"] == [str(p) for p in fake_runs]
     assert f"threshold: {written['recommended_threshold']}  #" in params.read_text(encoding="utf-8")
+    html = (out / "report.html").read_text(encoding="utf-8")  # the notebook ran headless and was rendered
+    assert "data:image/png;base64" in html and "calibration.calibrate_inputs(" not in html
+    assert "FloatSlider" not in html  # the live widget cell is dropped from the static report
+
+
+def test_cli_launch_needs_a_params_file(tmp_path, capsys):
+    assert cli_main(["--vary", "max_num_seqs", "64,32"]) == 2
+    assert "--vary needs --launch" in capsys.readouterr().err
+    assert cli_main(["--launch", str(tmp_path / "nope.yaml")]) == 2
+    assert "nope.yaml" in capsys.readouterr().err
 
 
 def test_cli_through_workbench_entry_point():

@@ -3,11 +3,13 @@
 From finished run folders:
     workbench calibrate RUN_DIR... [--write params/X.yaml] [--scorer upstream]
                         [--max-false-failure 1e-3] [--threshold T] [--out DIR]
+Launching the runs first (run-to-run variation of the engine, e.g. over batch sizes):
+    workbench calibrate --launch params/X.yaml --vary max_num_seqs 256,64,16 [-p KEY VALUE]... [--write params/X.yaml]
 What-if, from bare numbers (no run needed):
     workbench calibrate --accuracy 0.348 --questions 1319 [--threshold 0.20] [--max-false-failure 1e-3]
 
 Prints the calibration JSON (recommended_threshold, false_failure_probability, detectable_drop, ...).
-Exit codes: 0 done, 2 bad input (nothing written).
+Exit codes: 0 done, 2 bad input (nothing written), 3 the calibration notebook failed (calibration.json kept).
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from workbench.calibration import CalibrationError, calibrate, calibrate_from_runs, to_json, write_threshold
-from workbench.params import REPO_ROOT
+from workbench.params import REPO_ROOT, ParamsError
 
-EXIT_OK, EXIT_BAD_INPUT = 0, 2
+EXIT_OK, EXIT_BAD_INPUT, EXIT_ERROR = 0, 2, 3
+NOTEBOOK = REPO_ROOT / "notebooks" / "calibrate_threshold.ipynb"
 
 
 def default_out_dir() -> Path:
@@ -35,10 +38,24 @@ def run_calibration(run_dirs: list[Path], out_dir: Path, scorer: str = "upstream
     The single place where the RUN_DIR form produces its output folder: executing
     notebooks/calibrate_threshold.ipynb with papermill (and report.html) slots in here.
     """
+    from workbench.report import execute, export_html
+
     result = calibrate_from_runs(run_dirs, scorer, max_false_failure, threshold)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "calibration.json").write_text(to_json(result), encoding="utf-8")
+    (out_dir / "calibration.json").write_text(to_json(result), encoding="utf-8")  # kept even if the notebook fails
+    executed = out_dir / NOTEBOOK.name
+    outcome = execute(NOTEBOOK, executed, {
+        "run_dirs": [str(Path(d).resolve()) for d in run_dirs], "threshold": threshold,
+        "max_false_failure": max_false_failure, "scorer": scorer, "out_dir": str(out_dir)}, cwd=out_dir)
+    if executed.exists():
+        export_html(executed, out_dir / "report.html")
+    if outcome.status != "ok":
+        raise CalibrationNotebookError(f"{NOTEBOOK.name} failed: {outcome.message} (see {executed})")
     return result
+
+
+class CalibrationNotebookError(RuntimeError):
+    """The calibration notebook did not run through (exit 3); calibration.json is still written."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -54,10 +71,43 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--write", type=Path, metavar="PARAMS_YAML",
                         help="set threshold (+ threshold_source) in this params file")
     parser.add_argument("--out", type=Path, help="output folder (default results/calibration-<timestamp>/)")
+    parser.add_argument("--launch", type=Path, metavar="PARAMS_YAML",
+                        help="first run this case (workbench run) once per --vary value, then calibrate from those runs")
+    parser.add_argument("--vary", nargs=2, metavar=("KEY", "V1,V2,..."),
+                        help="with --launch: the params key varied between runs, e.g. max_num_seqs 256,64,16")
+    parser.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
+                        help="with --launch: override a params key in every launched run")
     return parser
 
 
+def launch_runs(params_file: Path, vary: tuple[str, str] | None, overrides: dict[str, Any], out_dir: Path) -> list[Path]:
+    """Run the correctness notebook once per value of the varied key (engine run-to-run variation).
+
+    A run whose checks fail still measured what calibration needs; an engine error stops here.
+    """
+    from workbench.cli import EXIT_ERROR as RUN_ERROR
+    from workbench.cli import run_notebook_case
+    from workbench.params import load_params, parse_override
+
+    key, values = vary if vary else ("seed", str(load_params(params_file, overrides).seed))
+    run_dirs = []
+    for raw in values.split(","):
+        run_overrides = {**overrides, **dict([parse_override(key, raw)])}
+        load_params(params_file, run_overrides)  # bad input fails here, before any engine starts
+        run_dir = out_dir / "runs" / f"{key}-{raw}"
+        if run_notebook_case("mtp_correctness.ipynb", params_file, run_overrides, run_dir) == RUN_ERROR:
+            raise CalibrationNotebookError(f"launched run {run_dir} stopped on an engine error")
+        run_dirs.append(run_dir)
+    return run_dirs
+
+
 def _validate(args: argparse.Namespace) -> None:
+    if args.launch is not None and not args.launch.is_file():
+        raise CalibrationError(f"--launch: params file not found: {args.launch}")
+    if args.vary is not None and args.launch is None:
+        raise CalibrationError("--vary needs --launch PARAMS_YAML")
+    if args.launch is not None:
+        return
     if args.run_dirs and (args.accuracy is not None or args.questions is not None):
         raise CalibrationError("give either RUN_DIR... or --accuracy/--questions, not both")
     if not args.run_dirs:
@@ -88,6 +138,12 @@ def main(argv: list[str]) -> int:
         return int(exc.code or 0)
     try:
         _validate(args)
+        if args.launch is not None:
+            from workbench.params import parse_override
+
+            out_dir = (args.out or default_out_dir()).resolve()
+            overrides = dict(parse_override(k, v) for k, v in args.param)
+            args.run_dirs = [*args.run_dirs, *launch_runs(args.launch, args.vary, overrides, out_dir)]
         if args.run_dirs:
             out_dir = (args.out or default_out_dir()).resolve()
             result = run_calibration(args.run_dirs, out_dir, args.scorer, args.max_false_failure, args.threshold)
@@ -97,12 +153,16 @@ def main(argv: list[str]) -> int:
             source = "what-if numbers (no runs)"
         if args.write is not None:
             write_threshold(args.write, result, source)
-    except (CalibrationError, FileNotFoundError) as exc:
+    except (CalibrationError, FileNotFoundError, ParamsError) as exc:
         print(f"workbench calibrate: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except CalibrationNotebookError as exc:
+        print(f"workbench calibrate: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
     sys.stdout.write(to_json(result))
     if args.run_dirs:
-        print(f"[workbench] calibration: {out_dir / 'calibration.json'}", file=sys.stderr)
+        print(f"[workbench] calibration: {out_dir / 'calibration.json'}, report: {out_dir / 'report.html'}",
+              file=sys.stderr)
     if args.write is not None:
         print(f"[workbench] wrote threshold {result['recommended_threshold']} to {args.write}", file=sys.stderr)
     return EXIT_OK

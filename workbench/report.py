@@ -55,12 +55,20 @@ def execute(notebook: Path, output: Path, parameters: dict[str, Any], cwd: Path)
     return NotebookOutcome("ok")
 
 
-def export_html(executed: Path, html: Path, show_input: bool = False) -> Path:
-    """Self-contained HTML (figures are embedded PNG), code cells hidden unless asked for."""
+def export_html(executed: Path, html: Path, show_input: bool = False, drop_tags: tuple[str, ...] = ("widget",)) -> Path:
+    """Self-contained HTML (figures are embedded PNG), code cells hidden unless asked for.
+
+    Cells tagged `widget` (live JupyterLab controls) are dropped: a static page cannot run them.
+    """
     import nbformat
     from nbconvert import HTMLExporter
+    from nbconvert.preprocessors import TagRemovePreprocessor
 
     exporter = HTMLExporter(exclude_input=not show_input, exclude_input_prompt=True, exclude_output_prompt=True)
-    body, _ = exporter.from_notebook_node(nbformat.read(str(executed), as_version=4))
+    exporter.register_preprocessor(TagRemovePreprocessor(remove_cell_tags=set(drop_tags), enabled=True), enabled=True)
+    notebook = nbformat.read(str(executed), as_version=4)
+    if drop_tags:
+        notebook.metadata.pop("widgets", None)  # the dropped widgets' saved state would be embedded otherwise
+    body, _ = exporter.from_notebook_node(notebook)
     html.write_text(body, encoding="utf-8")
     return html
