@@ -15,7 +15,7 @@ cells = [
     new_code_cell('params_file = "../params/tiny-qwen3_5-cpu.yaml"  # a case from params/\n'
                   'overrides = {}  # e.g. {"max_model_len": 1024}\n'
                   'run_dir = ""  # empty: a new folder under results/\n'
-                  'positive_control = True  # force one counted lazy init in the model process after the audit',
+                  'positive_control = True  # afterwards force lazy inits in the model process: they must be counted',
                   metadata={"tags": ["parameters"]}),
     new_code_cell("import pandas as pd\nfrom IPython.display import Markdown, display\n\nfrom workbench import audit\n\n"
                   "pd.set_option(\"display.max_colwidth\", 120)\n"
@@ -41,6 +41,8 @@ cells = [
                   "print(\"all checks passed or skipped:\", [(c[\"name\"], c[\"status\"]) for c in summary[\"checks\"]])",
                   metadata={"tags": ["assertion"]}),
 ]
+for number, cell in enumerate(cells):  # stable ids: rebuilding gives the same file
+    cell["id"] = f"audit-{number:02d}"
 nb = new_notebook(cells=cells, metadata={
     "kernelspec": {"display_name": "mtp-workbench", "language": "python", "name": "mtp-workbench"},
     "language_info": {"name": "python"}})

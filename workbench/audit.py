@@ -469,7 +469,8 @@ def _audit_child_main(job: AuditJob) -> None:
     os.environ.update(job.env)  # the probe env and PYTHONPATH reach every process vLLM starts
     install_from_env()  # this process too, before vLLM is imported
     record: dict[str, Any] = {"label": job.label, "llm_kwargs": job.llm_kwargs, "ok": False, "error": None,
-                              "llm_pid": os.getpid(), "positive_control_run": False}
+                              "llm_pid": os.getpid(), "positive_control_run": False,
+                              "engine_multiprocessing": os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING", "1") != "0"}
     try:
         import torch
         import vllm
@@ -486,7 +487,8 @@ def _audit_child_main(job: AuditJob) -> None:
         device_type = str(getattr(config.device_config, "device_type", "?"))
         spec = config.speculative_config
         record.update(async_scheduling_active=active, device_type=device_type,
-                      async_scheduling_reason=_async_reason(active, job.llm_kwargs.get("async_scheduling"), device_type),
+                      async_scheduling_reason=_async_reason(active, job.llm_kwargs.get("async_scheduling"),
+                                                            device_type),
                       speculative_active={"method": getattr(spec, "method", None),
                                           "num_speculative_tokens": getattr(spec, "num_speculative_tokens", None)}
                       if spec is not None else None)
@@ -495,7 +497,8 @@ def _audit_child_main(job: AuditJob) -> None:
         outputs = llm.generate(job.prompts, SamplingParams(**job.sampling), use_tqdm=False)
         record["generate_s"] = time.perf_counter() - started
         set_phase(job.control_path, "idle")
-        record["outputs"] = [{"prompt": p, **_completion_record(i, o)} for i, (p, o) in enumerate(zip(job.prompts, outputs))]
+        record["outputs"] = [{"prompt": prompt, **_completion_record(i, out)}
+                             for i, (prompt, out) in enumerate(zip(job.prompts, outputs))]
         if job.positive_control:
             set_phase(job.control_path, POSITIVE_CONTROL)
             llm.generate(job.prompts[:1], SamplingParams(**POSITIVE_CONTROL_SAMPLING), use_tqdm=False)
@@ -513,40 +516,10 @@ def _audit_child_main(job: AuditJob) -> None:
 
 
 def _run_child(job: AuditJob, timeout_s: float) -> dict[str, Any]:
-    """`workbench.engine.run_engine_job` with this module's child body.
+    """`workbench.engine.run_engine_job` with this module's child body."""
+    from workbench.engine import run_engine_job
 
-    Uses engine's runner once it takes a `target` (see the audit's notes on engine.py);
-    until then the same spawn / join / timeout / record handling, here.
-    """
-    import inspect
-    import multiprocessing
-
-    from workbench.engine import EngineError, _log_tail, run_engine_job
-
-    if "target" in inspect.signature(run_engine_job).parameters:
-        return run_engine_job(job, timeout_s, target=_audit_child_main)
-    record_path, log_path = Path(job.record_path), Path(job.log_path)
-    record_path.parent.mkdir(parents=True, exist_ok=True)
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    record_path.unlink(missing_ok=True)
-    process = multiprocessing.get_context("spawn").Process(target=_audit_child_main, args=(job,),
-                                                           name=f"engine-{job.label}")
-    started = time.perf_counter()
-    process.start()
-    process.join(timeout_s)
-    if process.is_alive():
-        process.kill()
-        process.join()
-        raise EngineError(f"{job.label} engine timed out after {timeout_s:.0f} s; log {log_path}:\n{_log_tail(log_path)}")
-    if not record_path.exists():
-        raise EngineError(f"{job.label} engine died (exit code {process.exitcode}) without a record; "
-                          f"log {log_path}:\n{_log_tail(log_path)}")
-    record = json.loads(record_path.read_text(encoding="utf-8"))
-    record["wall_s"] = time.perf_counter() - started
-    record_path.write_text(json.dumps(record), encoding="utf-8")
-    if not record.get("ok"):
-        raise EngineError(f"{job.label} engine failed: {record.get('error')}; log {log_path}:\n{_log_tail(log_path, 25)}")
-    return record
+    return run_engine_job(job, timeout_s, target=_audit_child_main)
 
 
 # ------------------------------------------------------------------ the stages the notebook calls
@@ -639,7 +612,9 @@ def audit_result(record: dict[str, Any], events: list[dict[str, Any]]) -> dict[s
             "mode": modes[0] if len(modes) == 1 else (modes or None),
             "installed_in": installed,
             "llm_pid": llm_pid,
-            "in_model_process": any(i["pid"] != llm_pid for i in installed),
+            # the model runs below the LLM process unless vLLM's multiprocessing is switched off
+            "in_model_process": any(i["pid"] != llm_pid for i in installed)
+            or (record.get("engine_multiprocessing") is False and any(i["pid"] == llm_pid for i in installed)),
             "warnings": [e.get("message") for e in counts["warnings"]],
             "note": ("vLLM has the lazy seq_lens_cpu property; the probe wraps it as upstream's test does"
                      if modes == ["wrapped"] else
@@ -648,7 +623,8 @@ def audit_result(record: dict[str, Any], events: list[dict[str, Any]]) -> dict[s
                      "deprecated lazy semantics, so in-tree code cannot trigger it and the positive control can"
                      if modes == ["stand-in"] else "probe not installed anywhere"),
         },
-        "outputs": [{k: o.get(k) for k in ("prompt", "completion", "finish_reason")} | {"num_tokens": len(o.get("token_ids", []))}
+        "outputs": [{"prompt": o.get("prompt"), "completion": o.get("completion"),
+                     "num_tokens": len(o.get("token_ids", [])), "finish_reason": o.get("finish_reason")}
                     for o in record.get("outputs", [])],
         "timings": {k: record.get(k) for k in ("init_s", "generate_s", "wall_s")},
         "versions": record.get("versions", {}),
@@ -663,13 +639,15 @@ def audit_checks(result: dict[str, Any]) -> list[CheckResult]:
     checks: list[CheckResult] = []
     if not result.get("async_scheduling_active"):
         reason = result.get("async_scheduling_reason") or "the engine's scheduler_config.async_scheduling is False"
-        checks.append(CheckResult("no_sync", "skipped", count, 0, f"not applicable: async scheduling is not active ({reason})"))
+        checks.append(CheckResult("no_sync", "skipped", count, 0,
+                                  f"not applicable: async scheduling is not active ({reason})"))
     elif not probe.get("in_model_process"):
         checks.append(CheckResult("no_sync", "failed", count, 0,
                                   "the probe was not installed in any engine process: a count of 0 would mean nothing"))
     elif count == 0:
         checks.append(CheckResult("no_sync", "passed", 0, 0,
-                                  "0 lazy seq_lens_cpu initialisations (implicit device->host syncs) with async scheduling on"))
+                                  "0 lazy seq_lens_cpu initialisations (implicit device->host syncs) "
+                                  "with async scheduling on"))
     else:
         phases = ", ".join(f"{k}: {v}" for k, v in (result.get("sync_count_by_phase") or {}).items())
         checks.append(CheckResult("no_sync", "failed", count, 0,
@@ -677,7 +655,8 @@ def audit_checks(result: dict[str, Any]) -> list[CheckResult]:
                                   "stacks in sync_stacks"))
     control = result.get("positive_control_count")
     if not result.get("positive_control_run"):
-        checks.append(CheckResult("positive_control", "skipped", None, 1, "positive control not run (positive_control=False)"))
+        checks.append(CheckResult("positive_control", "skipped", None, 1,
+                                  "positive control not run (positive_control=False)"))
     elif control and control > 0:
         where = ", ".join(result.get("positive_control_processes") or [])
         checks.append(CheckResult("positive_control", "passed", control, 1,
@@ -734,7 +713,8 @@ def describe_case(ctx: AuditContext) -> str:
         f"**Case** `{case_name(ctx.params_file)}` — {p.description or p.model}",
         f"- model: `{p.model}`" + (" — placeholder weights (load_format: dummy)" if p.load_format == "dummy" else ""),
         f"- speculative: `{p.speculative_config()}`, `async_scheduling=True`, enforce_eager {p.enforce_eager}",
-        f"- {len(AUDIT_PROMPTS)} prompts, greedy, {AUDIT_SAMPLING['max_tokens']} new tokens (upstream: 1 prompt, 10 tokens)",
+        f"- {len(AUDIT_PROMPTS)} prompts, greedy, {AUDIT_SAMPLING['max_tokens']} new tokens "
+        "(upstream: 1 prompt, 10 tokens)",
         f"- listed for the audit (`audit: true`): {'yes' if p.audit else 'no — run on request'}",
         f"- intended hardware: {p.intended_hardware}; run folder `{ctx.run_dir}`",
     ]
@@ -771,4 +751,4 @@ def stacks_text(stacks: list[dict[str, Any]], limit: int = 5) -> str:
         blocks.append(f"#{i} {s.get('process')} pid {s.get('pid')} phase {s.get('phase')}\n    "
                       + "\n    ".join(s.get("stack", [])))
     more = len(stacks) - limit
-    return "\n".join(blocks) + (f"\n... {more} more in summary.json" if more > 0 else "")
+    return "\n".join(blocks) + (f"\n... {more} more in records/probe_events.jsonl" if more > 0 else "")

@@ -16,6 +16,7 @@ import sys
 import time
 import traceback
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -150,14 +151,18 @@ def _log_tail(path: Path, lines: int = 40) -> str:
         return "(no log)"
 
 
-def run_engine_job(job: EngineJob, timeout_s: float) -> dict[str, Any]:
-    """Run one engine in a spawned child; return its record or raise `EngineError`."""
+def run_engine_job(job: Any, timeout_s: float, target: Callable[[Any], None] | None = None) -> dict[str, Any]:
+    """Run one engine in a spawned child; return its record or raise `EngineError`.
+
+    `target` is the child's body (default: `_child_main`); any job with `label`, `record_path`
+    and `log_path` works, so the audit reuses this runner with its own child.
+    """
     record_path, log_path = Path(job.record_path), Path(job.log_path)
     record_path.parent.mkdir(parents=True, exist_ok=True)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     record_path.unlink(missing_ok=True)
     context = multiprocessing.get_context("spawn")
-    process = context.Process(target=_child_main, args=(job,), name=f"engine-{job.label}")
+    process = context.Process(target=target or _child_main, args=(job,), name=f"engine-{job.label}")
     started = time.perf_counter()
     process.start()
     process.join(timeout_s)
