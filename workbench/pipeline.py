@@ -258,7 +258,8 @@ def match_frame(match: dict[str, Any]) -> pd.DataFrame:
     rows = {kind: {"matched": v["matched"], "total": v["total"], "share": v["matched"] / v["total"]}
             for kind, v in match["by_kind"].items()}
     rows["all"] = {"matched": match["matched"], "total": match["total"], "share": match["share"]}
-    return pd.DataFrame(rows).T
+    frame = pd.DataFrame.from_dict(rows, orient="index")
+    return frame.astype({"matched": int, "total": int})
 
 
 def mismatch_frame(match: dict[str, Any], limit: int = 20) -> pd.DataFrame:
@@ -271,7 +272,7 @@ def disagreement_frame(table: pd.DataFrame, scorer: str, limit: int = 20) -> pd.
     differ = table[table[f"reference_correct_{scorer}"] != table[f"speculative_correct_{scorer}"]]
     columns = ["question_id", "reference_answer", f"reference_correct_{scorer}", f"speculative_correct_{scorer}",
                "first_divergent_token", "reference_completion", "speculative_completion"]
-    return differ[columns].head(limit)
+    return differ[columns].head(limit).set_index("question_id")
 
 
 def checks_frame(summary: dict[str, Any]) -> pd.DataFrame:

@@ -148,25 +148,41 @@ class TinyQwen35MTP(nn.Module):
         self.lm = Qwen3_5ForCausalLM(text_config)
         self.mtp = MTPHead(text_config)
 
-    def forward(self, input_ids: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Losses and the teacher-forced draft agreement (a proxy for acceptance rate)."""
+    def forward(self, input_ids: torch.Tensor, mtp_steps: int = 1) -> dict[str, torch.Tensor]:
+        """Losses and the teacher-forced draft agreement (a proxy for acceptance rate).
+
+        MTP step s (1-based) at index t sees the embedding of token t+s and a hidden state, and
+        predicts token t+s+1, at rotary position t+s-1. Step 1 takes the main model's final hidden
+        state h[t]; step s > 1 takes step s-1's normed output, exactly what vLLM feeds the one MTP
+        layer when it drafts k > 1 tokens by reusing it. `mtp_loss` is step 1's; `mtp_loss_steps`
+        lists every step's, for a weighted sum in the trainer.
+        """
         batch, length = input_ids.shape
         hidden = self.lm.model(input_ids=input_ids).last_hidden_state  # final-normed, as vLLM hands to MTP
         logits = self.lm.lm_head(hidden)
         main_loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), input_ids[:, 1:].flatten())
-        # MTP at position t sees hidden[t] and the embedding of token t+1, predicts token t+2.
-        embeds = self.lm.model.embed_tokens(input_ids[:, 1:])
-        x = self.mtp.fc(torch.cat([self.mtp.pre_fc_norm_embedding(embeds),
-                                   self.mtp.pre_fc_norm_hidden(hidden[:, :-1])], dim=-1))
-        positions = torch.arange(length - 1, device=input_ids.device).view(1, 1, -1).expand(3, batch, -1)
-        position_embeddings = self.lm.model.rotary_emb(x, positions)
-        x = self.mtp.layers[0](x, position_embeddings=position_embeddings, attention_mask=None)
-        mtp_logits = self.lm.lm_head(self.mtp.norm(x))
-        mtp_loss = F.cross_entropy(mtp_logits[:, :-1].flatten(0, 1).float(), input_ids[:, 2:].flatten())
+        previous = hidden
+        step_losses: list[torch.Tensor] = []
+        first_logits = None
+        for step in range(1, mtp_steps + 1):
+            count = length - step  # indices t with token t+s available as input
+            embeds = self.lm.model.embed_tokens(input_ids[:, step:])
+            x = self.mtp.fc(torch.cat([self.mtp.pre_fc_norm_embedding(embeds),
+                                       self.mtp.pre_fc_norm_hidden(previous[:, :count])], dim=-1))
+            positions = (torch.arange(count, device=input_ids.device) + step - 1).view(1, 1, -1).expand(3, batch, -1)
+            position_embeddings = self.lm.model.rotary_emb(x, positions)
+            x = self.mtp.norm(self.mtp.layers[0](x, position_embeddings=position_embeddings, attention_mask=None))
+            step_logits = self.lm.lm_head(x)
+            step_losses.append(F.cross_entropy(step_logits[:, :-1].flatten(0, 1).float(),
+                                               input_ids[:, step + 1:].flatten()))
+            if first_logits is None:
+                first_logits = step_logits
+            previous = x
         with torch.no_grad():
-            # draft for t+2 agrees with what the main model itself predicts at t+1
-            agree = (mtp_logits[:, :-1].argmax(-1) == logits[:, 1:-1].argmax(-1)).float().mean()
-        return {"main_loss": main_loss, "mtp_loss": mtp_loss, "draft_agreement": agree}
+            # step-1 draft for t+2 agrees with what the main model itself predicts at t+1
+            agree = (first_logits[:, :-1].argmax(-1) == logits[:, 1:-1].argmax(-1)).float().mean()
+        return {"main_loss": main_loss, "mtp_loss": step_losses[0], "mtp_loss_steps": torch.stack(step_losses),
+                "draft_agreement": agree}
 
 
 def export_checkpoint(model: TinyQwen35MTP, config, tokenizer_dir: Path, out_dir: Path,
@@ -195,6 +211,19 @@ def export_checkpoint(model: TinyQwen35MTP, config, tokenizer_dir: Path, out_dir
     if card_facts is not None:
         (out_dir / "training_facts.json").write_text(json.dumps(card_facts, indent=2) + "\n")
     return out_dir
+
+
+def load_checkpoint(model: TinyQwen35MTP, checkpoint: Path) -> None:
+    """Load an exported checkpoint's text and MTP weights back into the training module."""
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(Path(checkpoint) / "model.safetensors"))
+    text = {k.replace("model.language_model.", "model.", 1): v.float() for k, v in tensors.items()
+            if k.startswith("model.language_model.")}
+    text["lm_head.weight"] = text["model.embed_tokens.weight"]  # tied
+    model.lm.load_state_dict(text, strict=True)
+    model.mtp.load_state_dict({k.removeprefix("mtp."): v.float() for k, v in tensors.items() if k.startswith("mtp.")},
+                              strict=True)
 
 
 def _fix_tokenizer_class(out_dir: Path) -> None:

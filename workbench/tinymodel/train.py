@@ -19,7 +19,8 @@ from pathlib import Path
 import torch
 
 from workbench.tinymodel.corpus import format_example, gsm8k_train_pairs, synthetic_pairs
-from workbench.tinymodel.model import MICRO, TinyQwen35MTP, TinySize, build_config, export_checkpoint, size_as_dict
+from workbench.tinymodel.model import (MICRO, TinyQwen35MTP, TinySize, build_config, export_checkpoint,
+                                       load_checkpoint, size_as_dict)
 from workbench.tinymodel.tokenizer import SPECIAL_TOKENS, save_tokenizer, train_tokenizer
 
 
@@ -63,9 +64,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seq-len", type=int, default=1024)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--mtp-weight", type=float, default=0.5)
+    parser.add_argument("--mtp-steps", type=int, default=1,
+                        help="train the MTP layer unrolled this many steps (vLLM reuses it for k > 1 drafts)")
     parser.add_argument("--synthetic-per-epoch", type=int, default=30000)
     parser.add_argument("--vocab-size", type=int, default=4096)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--init-from", type=Path, default=None,
+                        help="start from an exported checkpoint (e.g. the shipped model) instead of random weights")
+    parser.add_argument("--train-only-mtp", action="store_true",
+                        help="freeze the main model: only the MTP layer learns (reference outputs stay identical)")
     parser.add_argument("--max-minutes", type=float, default=0.0, help="stop early after this long (0: no limit)")
     args = parser.parse_args(argv)
 
@@ -79,12 +86,19 @@ def main(argv: list[str] | None = None) -> int:
     special_ids = {t: bpe.token_to_id(t) for t in SPECIAL_TOKENS}
     size = MICRO if args.micro else TinySize(vocab_size=args.vocab_size)
     config = build_config(size, special_ids)
-    model = TinyQwen35MTP(config.text_config).to(device)
+    model = TinyQwen35MTP(config.text_config)
+    if args.init_from is not None:
+        load_checkpoint(model, args.init_from)
+    if args.train_only_mtp:
+        for parameter in model.lm.parameters():
+            parameter.requires_grad_(False)
+    model = model.to(device)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"device={device} params={n_params / 1e6:.2f}M", flush=True)
 
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    decay = [p for n, p in trainable if p.ndim >= 2]
+    no_decay = [p for n, p in trainable if p.ndim < 2]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
                                    {"params": no_decay, "weight_decay": 0.0}],
                                   lr=args.lr, betas=(0.9, 0.95), fused=device == "cuda")
@@ -104,16 +118,18 @@ def main(argv: list[str] | None = None) -> int:
                 group["lr"] = lr_at(step, args.steps, args.lr, warmup=min(200, args.steps // 10 + 1))
             batch = batch.to(device)
             with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=device == "cuda"):
-                out = model(batch)
-                loss = out["main_loss"] + args.mtp_weight * out["mtp_loss"]
+                out = model(batch, mtp_steps=args.mtp_steps)
+                step_weights = 0.5 ** torch.arange(args.mtp_steps, device=batch.device)  # 1, 0.5, 0.25, ...
+                loss = out["main_loss"] + args.mtp_weight * (step_weights * out["mtp_loss_steps"]).sum()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            torch.nn.utils.clip_grad_norm_([p for _, p in trainable], 1.0)
             optimizer.step()
             tokens_seen += batch.numel()
             step += 1
             if step % 50 == 0 or step == 1:
-                last = {k: round(float(v), 4) for k, v in out.items()}
+                last = {k: round(float(v), 4) for k, v in out.items() if v.ndim == 0}
+                last["mtp_loss_steps"] = [round(float(v), 4) for v in out["mtp_loss_steps"]]
                 elapsed = time.time() - started
                 row = {"step": step, "epoch": epoch, "tokens": tokens_seen, "elapsed_s": round(elapsed, 1),
                        "tokens_per_s": round(tokens_seen / elapsed), **last}
@@ -124,8 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     train_seconds = time.time() - started
     facts = {
         "seed": args.seed, "steps": step, "batch_size": args.batch_size, "seq_len": args.seq_len,
-        "tokens_seen": tokens_seen, "epochs_started": epoch, "lr": args.lr, "mtp_weight": args.mtp_weight,
-        "synthetic_per_epoch": args.synthetic_per_epoch, "parameters": n_params, "device": device,
+        "tokens_seen": tokens_seen, "epochs_started": epoch, "lr": args.lr, "mtp_weight": args.mtp_weight, "mtp_steps": args.mtp_steps,
+        "synthetic_per_epoch": args.synthetic_per_epoch,
+        "init_from": str(args.init_from) if args.init_from else None, "train_only_mtp": args.train_only_mtp, "parameters": n_params, "device": device,
         "device_name": torch.cuda.get_device_name() if device == "cuda" else "cpu",
         "train_seconds": round(train_seconds, 1), "final": last, "size": size_as_dict(size),
         "torch": torch.__version__,
