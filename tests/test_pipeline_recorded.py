@@ -143,3 +143,14 @@ def test_figures_render(ctx, recorded) -> None:
         assert fig.axes
     margin_texts = [t.get_text() for t in figures.accuracy_vs_threshold(accuracy, 0.2, "upstream").axes[0].texts]
     assert any(t.startswith("margin (upstream): ") for t in margin_texts)
+
+
+def test_summarize_prints_the_run_numbers(ctx, recorded, capsys) -> None:
+    from workbench.summarize import main as summarize_main
+
+    summary = summary_for(ctx, recorded)
+    assert summarize_main([str(ctx.run_dir)]) == 0
+    table = capsys.readouterr().out
+    assert f"{summary['speculative']['acceptance_length']:.4f}" in table
+    assert f"{summary['output_match']['matched']}/{summary['output_match']['total']}" in table
+    assert summarize_main([str(ctx.run_dir / "nowhere")]) == 2

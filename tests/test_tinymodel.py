@@ -89,3 +89,32 @@ def test_micro_model_trains_exports_and_speculates_in_vllm(tmp_path: Path) -> No
     record = run_engine_job(job, timeout_s=900)
     assert len(record["gsm8k"][0]["token_ids"]) == 8  # generated with the micro weights
     assert record["spec_counters"]["vllm:spec_decode_num_drafts"] > 0  # MTP drafted
+
+
+def test_unrolled_mtp_steps_and_checkpoint_round_trip(tmp_path: Path) -> None:
+    """Step s of the MTP loss predicts token t+s+1; export then load gives back the same weights."""
+    import torch
+
+    from workbench.tinymodel.model import MICRO, TinyQwen35MTP, build_config, export_checkpoint, load_checkpoint
+    from workbench.tinymodel.tokenizer import SPECIAL_TOKENS
+
+    config = build_config(MICRO, {token: i for i, token in enumerate(SPECIAL_TOKENS)})
+    torch.manual_seed(0)
+    model = TinyQwen35MTP(config.text_config)
+    batch = torch.randint(5, MICRO.vocab_size, (2, 24))
+    out = model(batch, mtp_steps=3)
+    assert out["mtp_loss_steps"].shape == (3,)
+    assert torch.equal(out["mtp_loss_steps"][0], out["mtp_loss"])
+    assert torch.allclose(model(batch, mtp_steps=1)["mtp_loss"], out["mtp_loss"])
+    # export (bf16) and load back: both the text model and the MTP layer come back
+    (tmp_path / "tok").mkdir()
+    from tokenizers import Tokenizer, models as tok_models
+
+    from workbench.tinymodel.tokenizer import save_tokenizer
+
+    save_tokenizer(Tokenizer(tok_models.BPE()), tmp_path / "tok")
+    export_checkpoint(model, config, tmp_path / "tok", tmp_path / "ckpt")
+    reloaded = TinyQwen35MTP(config.text_config)
+    load_checkpoint(reloaded, tmp_path / "ckpt")
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(reloaded.state_dict()[name], tensor.to(torch.bfloat16).float()), name

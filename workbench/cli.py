@@ -1,4 +1,4 @@
-"""`workbench` command line: run | calibrate | audit | train-tiny.
+"""`workbench` command line: run | calibrate | audit | summarize | train-tiny.
 
 Exit codes (all subcommands): 0 the checks passed, 1 the assertion cell failed,
 2 bad input (nothing started), 3 an engine or infrastructure error stopped the run.
@@ -69,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--out", type=Path, default=None, help="run folder (default results/<params-name>-<timestamp>/)")
         p.add_argument("--show-code", action="store_true", help="keep code cells in report.html")
     sub.add_parser("calibrate", help="threshold calibration (see `workbench calibrate --help`)", add_help=False)
+    sub.add_parser("summarize", help="Markdown table of finished runs (RUN_DIR...)", add_help=False)
     sub.add_parser("train-tiny", help="train the tiny Qwen3.5 stand-in (see `workbench train-tiny --help`)",
                    add_help=False)
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -76,6 +77,10 @@ def main(argv: list[str] | None = None) -> int:
         from workbench.calibrate_cli import main as calibrate_main
 
         return calibrate_main(argv[1:])
+    if argv and argv[0] == "summarize":
+        from workbench.summarize import main as summarize_main
+
+        return summarize_main(argv[1:])
     if argv and argv[0] == "train-tiny":
         from workbench.tinymodel.train import main as train_main
 
