@@ -64,8 +64,10 @@ def test_shipped_checkpoint_has_qwen3_5_format() -> None:
 def test_model_card_states_what_it_is() -> None:
     card = (MODEL / "README.md").read_text()
     assert "not Qwen3.5" in card and "train-tiny" in card
-    facts = json.loads((MODEL / "training_facts.json").read_text())
-    assert facts["steps"] > 0 and facts["parameters"] > 1e6
+    stage1 = json.loads((MODEL / "training_facts_stage1.json").read_text())
+    stage2 = json.loads((MODEL / "training_facts_stage2.json").read_text())
+    assert stage1["steps"] > 0 and stage1["parameters"] > 1e6
+    assert stage2["train_only_mtp"] and stage2["mtp_steps"] == 3  # the MTP layer, unrolled for k > 1
 
 
 @pytest.mark.vllm
