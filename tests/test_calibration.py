@@ -416,3 +416,11 @@ def test_notebook_from_runs(tmp_path, monkeypatch, fake_runs):
     text = out.read_text(encoding="utf-8")
     assert "spec says" in text  # the disagreeing completions are shown side by side
     assert "image/png" in text  # figures rendered
+
+
+def test_cli_what_if_questions_needed(capsys):
+    assert cli_main(["--accuracy", "0.348", "--questions", "1319", "--min-drop", "0.05"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    from workbench.calibration import questions_needed
+
+    assert printed["questions_needed"]["questions"] == questions_needed(0.348, 0.05, 1e-3, 0.1)["questions"]

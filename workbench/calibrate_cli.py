@@ -7,6 +7,7 @@ Launching the runs first (run-to-run variation of the engine, e.g. over batch si
     workbench calibrate --launch params/X.yaml --vary max_num_seqs 256,64,16 [-p KEY VALUE]... [--write params/X.yaml]
 What-if, from bare numbers (no run needed):
     workbench calibrate --accuracy 0.348 --questions 1319 [--threshold 0.20] [--max-false-failure 1e-3]
+                        [--min-drop 0.05 [--miss-rate 0.1]]
 
 Prints the calibration JSON (recommended_threshold, false_failure_probability, detectable_drop, ...).
 Exit codes: 0 done, 2 bad input (nothing written), 3 the calibration notebook failed (calibration.json kept).
@@ -20,7 +21,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from workbench.calibration import CalibrationError, calibrate, calibrate_from_runs, to_json, write_threshold
+from workbench.calibration import (CalibrationError, calibrate, calibrate_from_runs, questions_needed, to_json,
+                                   write_threshold)
 from workbench.params import REPO_ROOT, ParamsError
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_ERROR = 0, 2, 3
@@ -67,6 +69,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--threshold", type=float, help="threshold to evaluate (default: the recommended one)")
     parser.add_argument("--max-false-failure", type=float, default=1e-3,
                         help="allowed probability that one healthy run fails (default 1e-3)")
+    parser.add_argument("--min-drop", type=float,
+                        help="what-if: also report how many questions catch this drop (and where the threshold goes)")
+    parser.add_argument("--miss-rate", type=float, default=0.1, help="with --min-drop: allowed miss rate (default 0.1)")
     parser.add_argument("--scorer", default="upstream", help="scorer column of questions.csv (default upstream)")
     parser.add_argument("--write", type=Path, metavar="PARAMS_YAML",
                         help="set threshold (+ threshold_source) in this params file")
@@ -150,6 +155,9 @@ def main(argv: list[str]) -> int:
             source = ", ".join(str(p) for p in args.run_dirs)
         else:
             result = calibrate(args.accuracy, args.questions, args.threshold, args.max_false_failure)
+            if args.min_drop is not None:
+                result["questions_needed"] = questions_needed(args.accuracy, args.min_drop, args.max_false_failure,
+                                                              args.miss_rate)
             source = "what-if numbers (no runs)"
         if args.write is not None:
             write_threshold(args.write, result, source)
