@@ -10,9 +10,10 @@ cells = [
                "pd.set_option(\"display.max_colwidth\", 120)\n"
                "ctx = pipeline.prepare(params_file, overrides, run_dir)\n"
                "display(Markdown(pipeline.describe_case(ctx)))"),
- new_markdown_cell("## Engine runs\nEach engine is a real `vllm.LLM` in its own child process; its full record is in `records/`."),
- new_code_cell('reference = pipeline.run_engine(ctx, "reference")\ndisplay(pd.DataFrame([pipeline.timings(reference)], index=["reference"]))'),
- new_code_cell('speculative = pipeline.run_engine(ctx, "speculative")\ndisplay(pd.DataFrame([pipeline.timings(speculative)], index=["speculative"]))'),
+ new_markdown_cell("## Engine runs\nEach engine is a real `vllm.LLM` in its own child process (both at once when the case sets "
+                   "`parallel_engines`); its full record is in `records/`."),
+ new_code_cell('reference, speculative = pipeline.run_engines(ctx)\n'
+               'display(pd.DataFrame([pipeline.timings(reference), pipeline.timings(speculative)], index=["reference", "speculative"]))'),
  new_markdown_cell("## GSM8k accuracy under every scorer"),
  new_code_cell("questions = pipeline.score(ctx, reference, speculative)\naccuracy = pipeline.accuracy_table(questions)\ndisplay(accuracy.style.format(\"{:.4f}\"))\n"
                "fig = figures.accuracy_vs_threshold(accuracy, ctx.params.threshold, ctx.params.primary_scorer)"),

@@ -151,12 +151,17 @@ def _log_tail(path: Path, lines: int = 40) -> str:
         return "(no log)"
 
 
-def run_engine_job(job: Any, timeout_s: float, target: Callable[[Any], None] | None = None) -> dict[str, Any]:
-    """Run one engine in a spawned child; return its record or raise `EngineError`.
+@dataclass
+class RunningEngine:
+    """A started engine child: wait for it with `wait_engine_job`."""
 
-    `target` is the child's body (default: `_child_main`); any job with `label`, `record_path`
-    and `log_path` works, so the audit reuses this runner with its own child.
-    """
+    job: Any
+    process: Any
+    started: float
+
+
+def start_engine_job(job: Any, target: Callable[[Any], None] | None = None) -> RunningEngine:
+    """Spawn the child that builds one engine and generates; return at once."""
     record_path, log_path = Path(job.record_path), Path(job.log_path)
     record_path.parent.mkdir(parents=True, exist_ok=True)
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -165,7 +170,14 @@ def run_engine_job(job: Any, timeout_s: float, target: Callable[[Any], None] | N
     process = context.Process(target=target or _child_main, args=(job,), name=f"engine-{job.label}")
     started = time.perf_counter()
     process.start()
-    process.join(timeout_s)
+    return RunningEngine(job, process, started)
+
+
+def wait_engine_job(running: RunningEngine, timeout_s: float) -> dict[str, Any]:
+    """Wait for a started child; return its record or raise `EngineError`."""
+    job, process = running.job, running.process
+    record_path, log_path = Path(job.record_path), Path(job.log_path)
+    process.join(max(0.0, timeout_s - (time.perf_counter() - running.started)))
     if process.is_alive():
         process.kill()
         process.join()
@@ -174,8 +186,17 @@ def run_engine_job(job: Any, timeout_s: float, target: Callable[[Any], None] | N
         raise EngineError(f"{job.label} engine died (exit code {process.exitcode}) without a record; "
                           f"log {log_path}:\n{_log_tail(log_path)}")
     record = json.loads(record_path.read_text(encoding="utf-8"))
-    record["wall_s"] = time.perf_counter() - started
+    record["wall_s"] = time.perf_counter() - running.started
     record_path.write_text(json.dumps(record), encoding="utf-8")
     if not record.get("ok"):
         raise EngineError(f"{job.label} engine failed: {record.get('error')}; log {log_path}:\n{_log_tail(log_path, 25)}")
     return record
+
+
+def run_engine_job(job: Any, timeout_s: float, target: Callable[[Any], None] | None = None) -> dict[str, Any]:
+    """Run one engine in a spawned child; return its record or raise `EngineError`.
+
+    `target` is the child's body (default: `_child_main`); any job with `label`, `record_path`
+    and `log_path` works, so the audit reuses this runner with its own child.
+    """
+    return wait_engine_job(start_engine_job(job, target), timeout_s)

@@ -70,6 +70,9 @@ class CaseParams(BaseModel):
     engine_kwargs: dict[str, Any] = Field(default_factory=dict, description="any other vllm.LLM keyword")
     cpu_kvcache_space_gib: int | None = Field(None, ge=1, description="sets VLLM_CPU_KVCACHE_SPACE")
     engine_timeout_s: float = Field(3600.0, gt=0)
+    parallel_engines: bool = Field(False, description="run reference and speculative engines at the same time")
+    engine_cpu_binding: list[str] | None = Field(
+        None, description="VLLM_CPU_OMP_THREADS_BIND of the reference and the speculative engine, e.g. ['0', '1']")
     seed: int = 0
     # other notebooks
     audit: bool = Field(False, description="run the no-sync audit for this case (workbench audit)")
@@ -80,6 +83,12 @@ class CaseParams(BaseModel):
         if value not in SCORERS:
             raise ValueError(f"unknown scorer {value!r}; known: {', '.join(SCORERS)}")
         return value
+
+    @model_validator(mode="after")
+    def _binding_pairs(self) -> CaseParams:
+        if self.engine_cpu_binding is not None and len(self.engine_cpu_binding) != 2:
+            raise ValueError("engine_cpu_binding: give two values, reference then speculative")
+        return self
 
     @model_validator(mode="after")
     def _gsm8k_fits(self) -> CaseParams:

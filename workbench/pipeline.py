@@ -22,7 +22,7 @@ import yaml
 from workbench import gsm8k, prompts
 from workbench.checks import evaluate_checks
 from workbench.compare import gsm8k_divergences, output_match
-from workbench.engine import EngineJob, run_engine_job
+from workbench.engine import EngineError, EngineJob, run_engine_job, start_engine_job, wait_engine_job
 from workbench.metrics import acceptance_stats, per_prompt_acceptance
 from workbench.params import REPO_ROOT, CaseParams, case_name, load_params
 
@@ -87,13 +87,15 @@ def llm_kwargs(params: CaseParams, label: str) -> dict[str, Any]:
     return kwargs
 
 
-def run_engine(ctx: RunContext, label: str) -> dict[str, Any]:
-    """Run the reference or the speculative engine; its record lands in records/<label>.json."""
+def engine_job(ctx: RunContext, label: str) -> EngineJob:
+    """The child's job for one of the two engines; its record lands in records/<label>.json."""
     if label not in RUN_LABELS:
         raise ValueError(f"label must be one of {RUN_LABELS}, got {label!r}")
     params = ctx.params
     env = {"VLLM_CPU_KVCACHE_SPACE": str(params.cpu_kvcache_space_gib)} if params.cpu_kvcache_space_gib else {}
-    job = EngineJob(
+    if params.engine_cpu_binding:
+        env["VLLM_CPU_OMP_THREADS_BIND"] = params.engine_cpu_binding[RUN_LABELS.index(label)]
+    return EngineJob(
         label=label, llm_kwargs=llm_kwargs(params, label),
         gsm8k_prompts=ctx.gsm8k_prompts,
         gsm8k_sampling={"temperature": 0.0, "max_tokens": params.max_tokens, "stop": list(gsm8k.STOP)},
@@ -101,10 +103,38 @@ def run_engine(ctx: RunContext, label: str) -> dict[str, Any]:
         match_sampling={"temperature": 0.0, "max_tokens": params.output_match_max_tokens},
         record_path=str(ctx.run_dir / "records" / f"{label}.json"),
         log_path=str(ctx.run_dir / "logs" / f"{label}.log"), env=env)
-    record = run_engine_job(job, params.engine_timeout_s)
+
+
+def _with_question_ids(ctx: RunContext, record: dict[str, Any]) -> dict[str, Any]:
     for row, question in zip(record["gsm8k"], ctx.questions):
         row["question_id"] = question.question_id
     return record
+
+
+def run_engine(ctx: RunContext, label: str) -> dict[str, Any]:
+    """Run the reference or the speculative engine alone."""
+    return _with_question_ids(ctx, run_engine_job(engine_job(ctx, label), ctx.params.engine_timeout_s))
+
+
+def run_engines(ctx: RunContext) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Both engines: one after the other, or side by side with `parallel_engines` (each on its own cores).
+
+    Side by side, both children are waited for before an error is raised, so the record of the
+    one that finished is on disk either way.
+    """
+    if not ctx.params.parallel_engines:
+        return run_engine(ctx, "reference"), run_engine(ctx, "speculative")
+    running = [start_engine_job(engine_job(ctx, label)) for label in RUN_LABELS]
+    results: list[dict[str, Any] | EngineError] = []
+    for handle in running:
+        try:
+            results.append(_with_question_ids(ctx, wait_engine_job(handle, ctx.params.engine_timeout_s)))
+        except EngineError as exc:
+            results.append(exc)
+    errors = [r for r in results if isinstance(r, EngineError)]
+    if errors:
+        raise EngineError("; ".join(str(e) for e in errors))
+    return results[0], results[1]
 
 
 def score(ctx: RunContext, reference: dict, speculative: dict) -> pd.DataFrame:

@@ -85,9 +85,16 @@ EOF
   install)
     venv="${3:-$here/.venv-gpu}"
     if compgen -G "$dir/wheels.tar.xz.*" > /dev/null; then cat "$dir"/wheels.tar.xz.* | xz -d | tar -x -C "$dir"; fi
-    if [ "${KEEP_SYSTEM_TORCH:-0}" = 1 ]; then python3 -m venv --system-site-packages "$venv"; else python3 -m venv "$venv"; fi
-    "$venv/bin/pip" install --quiet --no-index --no-deps "$dir"/*.whl
-    "$venv/bin/pip" install --quiet --no-index --no-deps --no-build-isolation -e "$here"
+    flags=(); [ "${KEEP_SYSTEM_TORCH:-0}" = 1 ] && flags=(--system-site-packages)
+    python3 -m venv "${flags[@]}" "$venv" || python3 -m venv "${flags[@]}" --without-pip "$venv"
+    if [ -x "$venv/bin/pip" ]; then pip=("$venv/bin/pip"); else pip=(python3 -m pip --python "$venv/bin/python"); fi
+    if [ "${KEEP_SYSTEM_TORCH:-0}" = 1 ] && ! "$venv/bin/python" -c "import torch" 2>/dev/null; then
+      # python3 is itself a venv (its torch is not in the base interpreter's site-packages): see its packages too
+      sp="$(python3 -c 'import os, torch; print(os.path.dirname(os.path.dirname(torch.__file__)))')"
+      "$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])' | xargs -I{} sh -c "echo '$sp' > {}/_system_site.pth"
+    fi
+    "${pip[@]}" install --quiet --no-index --no-deps "$dir"/*.whl
+    "${pip[@]}" install --quiet --no-index --no-deps --no-build-isolation -e "$here"
     "$venv/bin/python" -m ipykernel install --sys-prefix --name mtp-workbench --display-name "mtp-workbench (GPU)"
     "$venv/bin/python" -c "import vllm, torch; print('vllm', vllm.__version__, 'torch', torch.__version__, 'cuda', torch.cuda.is_available())"
     ;;
