@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
-import sys
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -21,7 +20,7 @@ import yaml
 
 from workbench import gsm8k, prompts
 from workbench.checks import evaluate_checks
-from workbench.compare import gsm8k_divergences, output_match
+from workbench.compare import first_divergence, gsm8k_divergences, output_match
 from workbench.engine import EngineError, EngineJob, run_engine_job, start_engine_job, wait_engine_job
 from workbench.metrics import acceptance_stats, per_prompt_acceptance
 from workbench.params import REPO_ROOT, CaseParams, case_name, load_params
@@ -150,15 +149,9 @@ def score(ctx: RunContext, reference: dict, speculative: dict) -> pd.DataFrame:
         for scorer, flags in gsm8k.score_completions(completions, ctx.questions).items():
             table[f"{label}_correct_{scorer}"] = flags
     table["first_divergent_token"] = [
-        _divergence_or_none(r, s) for r, s in zip(reference["gsm8k"], speculative["gsm8k"])]
+        first_divergence(r["token_ids"], s["token_ids"]) for r, s in zip(reference["gsm8k"], speculative["gsm8k"])]
     table.to_csv(ctx.run_dir / "questions.csv", index=False)
     return table
-
-
-def _divergence_or_none(ref: dict, spec: dict) -> int | None:
-    from workbench.compare import first_divergence
-
-    return first_divergence(ref["token_ids"], spec["token_ids"])
 
 
 def accuracy_by_scorer(table: pd.DataFrame, label: str) -> dict[str, float]:
@@ -248,10 +241,6 @@ def _workbench_version() -> str:
         return version("mtp-workbench")
     except Exception:  # not installed as a distribution (e.g. run from a checkout)
         return "dev"
-
-
-def python_version() -> str:
-    return sys.version.split()[0]
 
 
 # ------------------------------------------------------------------ tables the notebook shows
