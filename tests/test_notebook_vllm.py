@@ -52,7 +52,7 @@ def test_report_is_self_contained_and_hides_code(passing_run) -> None:
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64") >= 4  # accuracy, acceptance, per-position, disagreement
     assert "pipeline.run_engine(" not in html  # input cells hidden
-    assert "margin" in html and "skipped" in html  # threshold 0: accuracy checks shown as skipped
+    assert "switched off" in html and "skipped" in html  # threshold 0: accuracy checks shown as skipped
     assert not re.search(r"<script[^>]+src=\"https?://", html)
 
 
