@@ -154,3 +154,25 @@ def test_summarize_prints_the_run_numbers(ctx, recorded, capsys) -> None:
     assert f"{summary['speculative']['acceptance_length']:.4f}" in table
     assert f"{summary['output_match']['matched']}/{summary['output_match']['total']}" in table
     assert summarize_main([str(ctx.run_dir / "nowhere")]) == 2
+
+
+def test_html_report_opens_offline_and_hides_code(tmp_path) -> None:
+    import base64
+    import re
+
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook, new_output
+
+    from workbench.report import export_html
+
+    png = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"0" * 16).decode()
+    cell = new_code_cell("secret_code_marker = 1", outputs=[new_output("display_data", data={"image/png": png})])
+    widget = new_code_cell("slider_marker", metadata={"tags": ["widget"]}, outputs=[
+        new_output("stream", name="stdout", text="live widget text\n")])
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(new_notebook(cells=[cell, widget]), str(path))
+    html = export_html(path, tmp_path / "r.html").read_text()
+    assert f"data:image/png;base64,{png}" in html
+    assert "secret_code_marker" not in html and "live widget text" not in html
+    assert not re.search(r"<script[^>]*src=", html), "the report must not load scripts from the web"
+    assert "secret_code_marker" in export_html(path, tmp_path / "r2.html", show_input=True).read_text()

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 KERNEL_NAME = "mtp-workbench"
+TEMPLATES = Path(__file__).resolve().parent / "templates"  # workbench_report: lab without web-loaded scripts
 
 
 @dataclass
@@ -64,7 +65,8 @@ def export_html(executed: Path, html: Path, show_input: bool = False, drop_tags:
     from nbconvert import HTMLExporter
     from nbconvert.preprocessors import TagRemovePreprocessor
 
-    exporter = HTMLExporter(exclude_input=not show_input, exclude_input_prompt=True, exclude_output_prompt=True)
+    exporter = HTMLExporter(template_name="workbench_report", extra_template_basedirs=[str(TEMPLATES)],
+                            exclude_input=not show_input, exclude_input_prompt=True, exclude_output_prompt=True)
     exporter.register_preprocessor(TagRemovePreprocessor(remove_cell_tags=set(drop_tags), enabled=True), enabled=True)
     notebook = nbformat.read(str(executed), as_version=4)
     if drop_tags:
