@@ -16,6 +16,7 @@ Exit codes: 0 done, 2 bad input (nothing written), 3 the calibration notebook fa
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -100,7 +101,9 @@ def launch_runs(params_file: Path, vary: tuple[str, str] | None, overrides: dict
         run_overrides = {**overrides, **dict([parse_override(key, raw)])}
         load_params(params_file, run_overrides)  # bad input fails here, before any engine starts
         run_dir = out_dir / "runs" / f"{key}-{raw}"
-        if run_notebook_case("mtp_correctness.ipynb", params_file, run_overrides, run_dir) == RUN_ERROR:
+        with contextlib.redirect_stdout(sys.stderr):  # stdout carries the calibration JSON only
+            code = run_notebook_case("mtp_correctness.ipynb", params_file, run_overrides, run_dir)
+        if code == RUN_ERROR:
             raise CalibrationNotebookError(f"launched run {run_dir} stopped on an engine error")
         run_dirs.append(run_dir)
     return run_dirs
