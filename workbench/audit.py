@@ -471,6 +471,7 @@ def _audit_child_main(job: AuditJob) -> None:
     record: dict[str, Any] = {"label": job.label, "llm_kwargs": job.llm_kwargs, "ok": False, "error": None,
                               "llm_pid": os.getpid(), "positive_control_run": False,
                               "engine_multiprocessing": os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING", "1") != "0"}
+    llm = None
     try:
         import torch
         import vllm
@@ -511,6 +512,9 @@ def _audit_child_main(job: AuditJob) -> None:
         traceback.print_exc()
     finally:
         Path(job.record_path).write_text(json.dumps(record, default=str), encoding="utf-8")
+        from workbench.engine import shutdown_engine
+
+        shutdown_engine(llm)
         log.flush()
         os._exit(0 if record["ok"] else 1)
 

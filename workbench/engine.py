@@ -108,6 +108,27 @@ def _supported_llm_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in kwargs.items() if k in known or k not in optional}
 
 
+def shutdown_engine(llm: Any) -> None:
+    """Stop vLLM's engine-core processes before the child exits.
+
+    `os._exit` skips vLLM's own teardown; without this its EngineCore outlives the child and keeps
+    its GPU memory, so a second engine on the same GPU would start short of memory. Whatever is
+    still alive below this process afterwards is killed.
+    """
+    try:
+        if llm is not None:
+            llm.llm_engine.engine_core.shutdown()
+    except Exception:  # teardown is best effort; the kill below is the guarantee
+        traceback.print_exc()
+    try:
+        import psutil
+
+        for process in psutil.Process().children(recursive=True):
+            process.kill()
+    except Exception:
+        traceback.print_exc()
+
+
 def _child_main(job: EngineJob) -> None:
     """Runs in the spawned process: build the engine, generate, write the record."""
     log = open(job.log_path, "a", buffering=1, encoding="utf-8")
@@ -116,6 +137,7 @@ def _child_main(job: EngineJob) -> None:
     sys.stdout = sys.stderr = log
     os.environ.update(job.env)
     record: dict[str, Any] = {"label": job.label, "llm_kwargs": job.llm_kwargs, "ok": False, "error": None}
+    llm = None
     try:
         import torch
         import vllm
@@ -140,6 +162,7 @@ def _child_main(job: EngineJob) -> None:
         traceback.print_exc()
     finally:
         Path(job.record_path).write_text(json.dumps(record), encoding="utf-8")
+        shutdown_engine(llm)
         log.flush()
         os._exit(0 if record["ok"] else 1)
 

@@ -14,8 +14,11 @@
 #   GPU_PIP_LIST  `python3 -m pip list --format=freeze` of the GPU machine: what it already has is not
 #                 fetched, and its own versions are kept (vllm's pins numba==0.65 and setuptools<81
 #                 then stay unmet, as they did on the H100 run).
-#   SKIP          optional heavy packages left out (default below; SKIP= keeps them). vLLM imports each
-#                 of them lazily; the tiny and Qwen3.5 cases on an H100 ran without them.
+#   SKIP          optional heavy packages left out (default below, about 500 MB; SKIP= keeps them). vLLM
+#                 imports each of them lazily; the tiny case ran on an H100 without them. Not optional:
+#                 flashinfer-python (the sampler imports vLLM's FlashInfer backend at engine start) and
+#                 apache-tvm-ffi (xgrammar imports it with vLLM).
+#   LOCK=scripts/gpu/wheels-h100.txt  fetch exactly the set the H100 run installed (no resolution).
 #   KEEP_SYSTEM_TORCH=1 (install)  the venv sees the system site-packages: for a GPU machine whose torch
 #                 is vllm's own (2.11.0, a CUDA 13 build), fetched with GPU_PIP_LIST so torch is skipped.
 # install always uses --no-index --no-deps: the set was resolved when it was downloaded.
@@ -25,11 +28,10 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")/../.." && pwd)"
 cmd="${1:-}"; dir="${2:-}"
-[ -n "$cmd" ] && [ -n "$dir" ] || { sed -n '2,25p' "$0"; exit 2; }
+[ -n "$cmd" ] && [ -n "$dir" ] || { sed -n '2,27p' "$0"; exit 2; }
 PYTHON="${PYTHON:-python3}"
 PY_VERSION="${PY_VERSION:-3.12}"
-SKIP="${SKIP-flashinfer-python apache-tvm-ffi torch-c-dlpack-ext nvidia-cudnn-frontend cuda-tile cuda-python
-nvidia-cutlass-dsl nvidia-cutlass-dsl-libs-base nvidia-cutlass-dsl-libs-core nvidia-cutlass-dsl-libs-cu12
+SKIP="${SKIP-cuda-python nvidia-cutlass-dsl nvidia-cutlass-dsl-libs-base nvidia-cutlass-dsl-libs-core nvidia-cutlass-dsl-libs-cu12
 nvidia-cutlass-dsl-libs-cu13 quack-kernels humming-kernels tilelang z3-solver tokenspeed-mla tokenspeed-triton
 pynvvideocodec torchcodec fastsafetensors nvidia-cuda-nvcc nvidia-cuda-crt nvidia-nvvm nvidia-cuda-cccl
 nvidia-cuda-nvdisasm sentry-sdk fastapi-cloud-cli}"
@@ -42,6 +44,11 @@ case "$cmd" in
     mkdir -p "$dir"
     reqs="$dir/requirements.in"
     { echo "vllm==0.26.0"; grep -v -E '^(jupyterlab|pytest)' "$here/requirements/workbench.txt"; } > "$reqs"
+    if [ -n "${LOCK:-}" ]; then
+      grep -v '^#' "$LOCK" > "$dir/wheels.txt"
+      "$PYTHON" -m pip download --quiet --no-deps "${platforms[@]}" -d "$dir" -r "$dir/wheels.txt"
+      ls "$dir"/*.whl | wc -l; du -sh "$dir"; exit 0
+    fi
     tmp="$(mktemp -d)"; trap 'rm -rf "$tmp"' EXIT
     "$PYTHON" -m pip install --quiet --dry-run --ignore-installed --target "$tmp/t" --report "$dir/resolve.json" \
       "${platforms[@]}" -r "$reqs"
