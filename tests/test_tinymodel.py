@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -74,6 +75,7 @@ def test_model_card_states_what_it_is() -> None:
 def test_micro_model_trains_exports_and_speculates_in_vllm(tmp_path: Path) -> None:
     from workbench.tinymodel.train import main as train_main
 
+    started = time.time()
     out = tmp_path / "micro"
     assert train_main(["--out", str(out), "--micro", "--steps", "4", "--batch-size", "2", "--seq-len", "128",
                        "--synthetic-per-epoch", "50"]) == 0
@@ -91,6 +93,13 @@ def test_micro_model_trains_exports_and_speculates_in_vllm(tmp_path: Path) -> No
     record = run_engine_job(job, timeout_s=900)
     assert len(record["gsm8k"][0]["token_ids"]) == 8  # generated with the micro weights
     assert record["spec_counters"]["vllm:spec_decode_num_drafts"] > 0  # MTP drafted
+    import psutil
+
+    time.sleep(2)
+    leftovers = [p.pid for p in psutil.process_iter(["name", "cmdline", "create_time"])
+                 if p.info["create_time"] >= started
+                 and "EngineCore" in (p.info["name"] or "") + " ".join(p.info["cmdline"] or [])]
+    assert not leftovers, f"vLLM EngineCore processes outlived the engine child: {leftovers}"
 
 
 def test_unrolled_mtp_steps_and_checkpoint_round_trip(tmp_path: Path) -> None:
