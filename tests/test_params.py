@@ -74,3 +74,8 @@ def test_cli_bad_params_exit_2_before_any_engine(tmp_path: Path) -> None:
 def test_cli_bad_override_exit_2(tmp_path: Path) -> None:
     result = run_cli("run", str(TINY_PARAMS), "-p", "num_questions", "many", "--out", str(tmp_path / "r"), timeout=120)
     assert result.returncode == 2 and "num_questions" in result.stderr
+
+
+def test_unknown_override_key_is_named_as_an_override() -> None:
+    with pytest.raises(ParamsError, match=r"^-p treshold: unknown key"):
+        load_params(TINY_PARAMS, {"treshold": 0.3})

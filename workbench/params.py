@@ -138,6 +138,10 @@ def load_params(path: str | Path, overrides: dict[str, Any] | None = None) -> Ca
         raise ParamsError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
         raise ParamsError(f"{path}: expected a mapping of keys to values, got {type(data).__name__}")
+    unknown_overrides = sorted(set(overrides or {}) - set(CaseParams.model_fields))
+    if unknown_overrides:
+        raise ParamsError(f"-p {unknown_overrides[0]}: unknown key (overriding {path}); "
+                          f"known keys: {', '.join(CaseParams.model_fields)}")
     data = {**data, **(overrides or {})}
     unknown = sorted(set(data) - set(CaseParams.model_fields))
     if unknown:
