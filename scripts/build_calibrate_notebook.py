@@ -42,7 +42,8 @@ cells = [
     md("## Acceptance length gate\n"
        "One-sided t prediction bound from repeated speculative runs (a candidate `min_acceptance_length`)."),
     code("fig = cf.show_acceptance(result)"),
-    md("## Try a threshold\nMove the slider (live in JupyterLab; rendered once under papermill)."),
+    md("## Try a threshold\nMove the slider (live in JupyterLab; rendered once under papermill).",
+       metadata={"tags": ["widget"]}),
     code("display(cf.threshold_explorer(result, threshold))", metadata={"tags": ["widget"]}),
     md("## Result"),
     code("path = Path(out_dir) / \"calibration.json\"\npath.write_text(calibration.to_json(result), encoding=\"utf-8\")\n"
