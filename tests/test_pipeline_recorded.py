@@ -103,7 +103,7 @@ def test_summary_has_the_promised_keys(ctx, recorded) -> None:
 
 
 def test_threshold_zero_is_skipped_never_passed(ctx, recorded) -> None:
-    summary = summary_for(ctx, recorded, threshold=0.0)
+    summary = summary_for(ctx, recorded, threshold=0.0, min_acceptance_length=None)
     statuses = {c["name"]: c["status"] for c in summary["checks"]}
     assert statuses["reference_accuracy"] == "skipped" and statuses["speculative_accuracy"] == "skipped"
     assert statuses["acceptance_length"] == "skipped"
