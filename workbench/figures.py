@@ -53,11 +53,14 @@ def acceptance_length(accept: dict[str, Any], num_speculative_tokens: int) -> pl
     if overall is not None:
         ax_bar.text(0, overall, f"{overall:.3f}", ha="center", va="bottom")
     ax_bar.legend(fontsize=8)
-    per_prompt = [p["acceptance_length"] for p in accept.get("per_prompt", []) if p and p["acceptance_length"]]
+    prompts = accept.get("per_prompt", [])
+    per_prompt = [p["acceptance_length"] for p in prompts if p and p["acceptance_length"]]
     if per_prompt:
         ax_hist.hist(per_prompt, bins=20, color=COLORS["speculative"], alpha=0.85)
         ax_hist.set_xlabel("acceptance length per GSM8k prompt")
         ax_hist.set_ylabel("prompts")
+        # vLLM attaches per-request counts to some outputs only; say how many this histogram covers
+        ax_hist.set_title(f"{len(per_prompt)} of {len(prompts)} prompts carry per-request counts", fontsize=9)
     else:
         ax_hist.text(0.5, 0.5, "no per-prompt counts from this vLLM", ha="center", va="center")
         ax_hist.set_axis_off()
