@@ -63,6 +63,7 @@ from workbench.checks import CheckResult
 if TYPE_CHECKING:  # heavy imports stay out of the probe's import path
     import pandas as pd
 
+    from workbench.engine import ChildState
     from workbench.params import CaseParams
 
 PROBE_LOG_ENV = "WORKBENCH_SYNC_PROBE_LOG"
@@ -460,63 +461,49 @@ def _async_reason(active: bool, requested: Any, device_type: str) -> str:
             f"is False after construction on device '{device_type}'{why}")
 
 
-def _audit_child_main(job: AuditJob) -> None:
-    """Runs in the spawned child: probe in, engine up, generate, positive control, record."""
-    log = open(job.log_path, "a", buffering=1, encoding="utf-8")
-    os.dup2(log.fileno(), 1)
-    os.dup2(log.fileno(), 2)
-    sys.stdout = sys.stderr = log
-    os.environ.update(job.env)  # the probe env and PYTHONPATH reach every process vLLM starts
-    install_from_env()  # this process too, before vLLM is imported
-    record: dict[str, Any] = {"label": job.label, "llm_kwargs": job.llm_kwargs, "ok": False, "error": None,
-                              "llm_pid": os.getpid(), "positive_control_run": False,
-                              "engine_multiprocessing": os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING", "1") != "0"}
-    llm = None
-    try:
-        import torch
-        import vllm
-        from vllm import LLM, SamplingParams
+def _audit_body(job: AuditJob, state: ChildState) -> None:
+    """Engine up, generate under the probe, then the positive control."""
+    from vllm import LLM, SamplingParams
 
-        from workbench.engine import _completion_record, _supported_llm_kwargs
+    from workbench.engine import _completion_record, _supported_llm_kwargs
 
-        record["versions"] = {"vllm": vllm.__version__, "torch": torch.__version__, "python": sys.version.split()[0]}
-        started = time.perf_counter()
-        llm = LLM(**_supported_llm_kwargs(job.llm_kwargs))
-        record["init_s"] = time.perf_counter() - started
-        config = llm.llm_engine.vllm_config  # as upstream: read it back after construction
-        active = bool(config.scheduler_config.async_scheduling)
-        device_type = str(getattr(config.device_config, "device_type", "?"))
-        spec = config.speculative_config
-        record.update(async_scheduling_active=active, device_type=device_type,
-                      async_scheduling_reason=_async_reason(active, job.llm_kwargs.get("async_scheduling"),
-                                                            device_type),
-                      speculative_active={"method": getattr(spec, "method", None),
-                                          "num_speculative_tokens": getattr(spec, "num_speculative_tokens", None)}
-                      if spec is not None else None)
-        set_phase(job.control_path, "generate")
-        started = time.perf_counter()
-        outputs = llm.generate(job.prompts, SamplingParams(**job.sampling), use_tqdm=False)
-        record["generate_s"] = time.perf_counter() - started
+    record = state.record
+    record.update(llm_pid=os.getpid(), positive_control_run=False,
+                  engine_multiprocessing=os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING", "1") != "0")
+    started = time.perf_counter()
+    state.llm = llm = LLM(**_supported_llm_kwargs(job.llm_kwargs))
+    record["init_s"] = time.perf_counter() - started
+    config = llm.llm_engine.vllm_config  # as upstream: read it back after construction
+    active = bool(config.scheduler_config.async_scheduling)
+    device_type = str(getattr(config.device_config, "device_type", "?"))
+    spec = config.speculative_config
+    record.update(async_scheduling_active=active, device_type=device_type,
+                  async_scheduling_reason=_async_reason(active, job.llm_kwargs.get("async_scheduling"),
+                                                        device_type),
+                  speculative_active={"method": getattr(spec, "method", None),
+                                      "num_speculative_tokens": getattr(spec, "num_speculative_tokens", None)}
+                  if spec is not None else None)
+    set_phase(job.control_path, "generate")
+    started = time.perf_counter()
+    outputs = llm.generate(job.prompts, SamplingParams(**job.sampling), use_tqdm=False)
+    record["generate_s"] = time.perf_counter() - started
+    set_phase(job.control_path, "idle")
+    record["outputs"] = [{"prompt": prompt, **_completion_record(i, out)}
+                         for i, (prompt, out) in enumerate(zip(job.prompts, outputs))]
+    if job.positive_control:
+        set_phase(job.control_path, POSITIVE_CONTROL)
+        llm.generate(job.prompts[:1], SamplingParams(**POSITIVE_CONTROL_SAMPLING), use_tqdm=False)
         set_phase(job.control_path, "idle")
-        record["outputs"] = [{"prompt": prompt, **_completion_record(i, out)}
-                             for i, (prompt, out) in enumerate(zip(job.prompts, outputs))]
-        if job.positive_control:
-            set_phase(job.control_path, POSITIVE_CONTROL)
-            llm.generate(job.prompts[:1], SamplingParams(**POSITIVE_CONTROL_SAMPLING), use_tqdm=False)
-            set_phase(job.control_path, "idle")
-            record["positive_control_run"] = True
-        record["ok"] = True
-    except BaseException as exc:  # the record must say why, whatever happened
-        record["error"] = f"{type(exc).__name__}: {exc}"
-        record["traceback"] = traceback.format_exc()
-        traceback.print_exc()
-    finally:
-        Path(job.record_path).write_text(json.dumps(record, default=str), encoding="utf-8")
-        from workbench.engine import shutdown_engine
+        record["positive_control_run"] = True
 
-        shutdown_engine(llm)
-        log.flush()
-        os._exit(0 if record["ok"] else 1)
+
+def _audit_child_main(job: AuditJob) -> None:
+    """Runs in the spawned child: the probe goes in before vLLM is imported, then the audit body."""
+    # the probe env and PYTHONPATH (job.env) reach every process vLLM starts; install_from_env
+    # puts the probe into this process too
+    from workbench.engine import child_frame
+
+    child_frame(job, lambda state: _audit_body(job, state), setup=install_from_env)
 
 
 def _run_child(job: AuditJob, timeout_s: float) -> dict[str, Any]:

@@ -129,42 +129,67 @@ def shutdown_engine(llm: Any) -> None:
         traceback.print_exc()
 
 
-def _child_main(job: EngineJob) -> None:
-    """Runs in the spawned process: build the engine, generate, write the record."""
+@dataclass
+class ChildState:
+    """What a child body fills in: its record, and the engine it built (for teardown)."""
+
+    record: dict[str, Any]
+    llm: Any = None
+
+
+def child_frame(job: Any, body: Callable[[ChildState], None], setup: Callable[[], None] | None = None) -> None:
+    """The frame every engine child runs in, whatever its body does.
+
+    Output goes to the job's log, the job's environment is set (then `setup` runs, before vLLM is
+    imported), the record always lands on disk (with the error when the body raised), vLLM is shut
+    down, and the exit code says whether the body finished.
+    """
     log = open(job.log_path, "a", buffering=1, encoding="utf-8")
     os.dup2(log.fileno(), 1)
     os.dup2(log.fileno(), 2)
     sys.stdout = sys.stderr = log
     os.environ.update(job.env)
-    record: dict[str, Any] = {"label": job.label, "llm_kwargs": job.llm_kwargs, "ok": False, "error": None}
-    llm = None
+    if setup is not None:
+        setup()
+    state = ChildState({"label": job.label, "llm_kwargs": job.llm_kwargs, "ok": False, "error": None})
     try:
         import torch
         import vllm
-        from vllm import LLM
 
-        record["versions"] = {"vllm": vllm.__version__, "torch": torch.__version__,
-                              "python": sys.version.split()[0]}
-        started = time.perf_counter()
-        llm = LLM(**_supported_llm_kwargs(job.llm_kwargs))
-        record["init_s"] = time.perf_counter() - started
-        gsm8k, seconds, counters = _generate(llm, job.gsm8k_prompts, job.gsm8k_sampling)
-        output_tokens = sum(len(r["token_ids"]) for r in gsm8k)
-        record.update(gsm8k=gsm8k, generate_s=seconds, output_tokens=output_tokens,
-                      output_tokens_per_s=output_tokens / seconds if seconds > 0 else None,
-                      spec_counters=counters)
-        match, match_seconds, match_counters = _generate(llm, job.match_prompts, job.match_sampling)
-        record.update(output_match=match, match_generate_s=match_seconds, match_spec_counters=match_counters,
-                      ok=True)
+        state.record["versions"] = {"vllm": vllm.__version__, "torch": torch.__version__,
+                                    "python": sys.version.split()[0]}
+        body(state)
+        state.record["ok"] = True
     except BaseException as exc:  # the record must say why, whatever happened
-        record["error"] = f"{type(exc).__name__}: {exc}"
-        record["traceback"] = traceback.format_exc()
+        state.record["error"] = f"{type(exc).__name__}: {exc}"
+        state.record["traceback"] = traceback.format_exc()
         traceback.print_exc()
     finally:
-        Path(job.record_path).write_text(json.dumps(record), encoding="utf-8")
-        shutdown_engine(llm)
+        Path(job.record_path).write_text(json.dumps(state.record, default=str), encoding="utf-8")
+        shutdown_engine(state.llm)
         log.flush()
-        os._exit(0 if record["ok"] else 1)
+        os._exit(0 if state.record["ok"] else 1)
+
+
+def _correctness_body(job: EngineJob, state: ChildState) -> None:
+    """Build the engine, generate the GSM8k and the output-match prompts."""
+    from vllm import LLM
+
+    record = state.record
+    started = time.perf_counter()
+    state.llm = LLM(**_supported_llm_kwargs(job.llm_kwargs))
+    record["init_s"] = time.perf_counter() - started
+    gsm8k, seconds, counters = _generate(state.llm, job.gsm8k_prompts, job.gsm8k_sampling)
+    output_tokens = sum(len(r["token_ids"]) for r in gsm8k)
+    record.update(gsm8k=gsm8k, generate_s=seconds, output_tokens=output_tokens,
+                  output_tokens_per_s=output_tokens / seconds if seconds > 0 else None, spec_counters=counters)
+    match, match_seconds, match_counters = _generate(state.llm, job.match_prompts, job.match_sampling)
+    record.update(output_match=match, match_generate_s=match_seconds, match_spec_counters=match_counters)
+
+
+def _child_main(job: EngineJob) -> None:
+    """Runs in the spawned process: the correctness body in the common child frame."""
+    child_frame(job, lambda state: _correctness_body(job, state))
 
 
 def _log_tail(path: Path, lines: int = 40) -> str:
