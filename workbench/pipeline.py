@@ -155,7 +155,7 @@ def score(ctx: RunContext, reference: dict, speculative: dict) -> pd.DataFrame:
 
 
 def accuracy_by_scorer(table: pd.DataFrame, label: str) -> dict[str, float]:
-    return {s: float(table[f"{label}_correct_{s}"].mean()) for s in gsm8k.SCORERS}
+    return {s: gsm8k.accuracy(table[f"{label}_correct_{s}"].tolist()) for s in gsm8k.SCORERS}
 
 
 def accuracy_table(table: pd.DataFrame) -> pd.DataFrame:
