@@ -42,6 +42,10 @@ cells = [
     md("## Acceptance length gate\n"
        "One-sided t prediction bound from repeated speculative runs (a candidate `min_acceptance_length`)."),
     code("fig = cf.show_acceptance(result)"),
+    md("## Output match: how often a healthy build fails it\n"
+       "Prompts counted against the check (exact: every mismatch; tie_aware: divergences beyond near-ties), pooled "
+       "over the runs into a per-prompt rate, and the probability that one run falls below the required count."),
+    code("cf.show_output_match(result)"),
     md("## Try a threshold\nMove the slider (live in JupyterLab; rendered once under papermill).",
        metadata={"tags": ["widget"]}),
     code("display(cf.threshold_explorer(result, threshold))", metadata={"tags": ["widget"]}),
@@ -49,6 +53,8 @@ cells = [
     code("path = Path(out_dir) / \"calibration.json\"\npath.write_text(calibration.to_json(result), encoding=\"utf-8\")\n"
          "print(path)\nprint(calibration.yaml_snippet(result, \", \".join(run_dirs) or \"what-if numbers (no runs)\"))"),
 ]
+for number, cell in enumerate(cells):  # stable ids: a rebuild changes only what the builder changed
+    cell["id"] = f"cell-{number:02d}"
 nb = new_notebook(cells=cells, metadata={
     "kernelspec": {"display_name": "mtp-workbench", "language": "python", "name": "mtp-workbench"},
     "language_info": {"name": "python"}})

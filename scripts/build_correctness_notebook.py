@@ -22,9 +22,18 @@ cells = [
                "fig = figures.acceptance_length(accept, ctx.params.num_speculative_tokens)\n"
                "fig = figures.per_position_acceptance(accept[\"acceptance_rate_per_position\"])"),
  new_markdown_cell("## Do the greedy outputs agree?\nUpstream's check: the output-match prompts (repeat-a-word and GSM8k), "
-                   "10 new tokens, compared exactly. Where outputs differ, the first divergent token is reported."),
+                   "10 new tokens, compared exactly. Each mismatch is classified at its first divergent token from both "
+                   "engines' top logprobs: a *near-tie* when each engine's token is in the other's top-N and the "
+                   "reference's top-2 gap is within the dtype's rounding (`tie_margin`), else a *divergence*. "
+                   "`match_mode: exact` judges identical texts only (upstream); `tie_aware` also counts near-ties."),
  new_code_cell("match = pipeline.compare_outputs(ctx, reference, speculative)\ndisplay(pipeline.match_frame(match))\n"
-               "display(pipeline.mismatch_frame(match))\n"
+               "fig = figures.match_classes(match)"),
+ new_markdown_cell("### Mismatches, at their first divergent token\nBoth engines' top logprobs at that position and "
+                   "the class: a near-tie's tokens are each in the other's top-N, with a reference top-2 gap within "
+                   "`tie_margin`."),
+ new_code_cell("display(pipeline.mismatch_frame(match))"),
+ new_markdown_cell("### GSM8k completions: where the two runs disagree"),
+ new_code_cell(
                "fig = figures.disagreement(questions, ctx.params.primary_scorer)\n"
                "display(pipeline.disagreement_frame(questions, ctx.params.primary_scorer))"),
  new_markdown_cell("## Checks"),
@@ -33,6 +42,8 @@ cells = [
  new_code_cell("from workbench.checks import assert_checks\n\nassert_checks(summary[\"checks\"])\nprint(\"all checks passed or skipped:\", [(c[\"name\"], c[\"status\"]) for c in summary[\"checks\"]])",
                metadata={"tags": ["assertion"]}),
 ]
+for number, cell in enumerate(cells):  # stable ids: a rebuild changes only what the builder changed
+    cell["id"] = f"cell-{number:02d}"
 nb = new_notebook(cells=cells, metadata={
   "kernelspec": {"display_name": "mtp-workbench", "language": "python", "name": "mtp-workbench"},
   "language_info": {"name": "python"}})

@@ -424,3 +424,48 @@ def test_cli_what_if_questions_needed(capsys):
     from workbench.calibration import questions_needed
 
     assert printed["questions_needed"]["questions"] == questions_needed(0.348, 0.05, 1e-3, 0.1)["questions"]
+
+
+def _match_summary(exact_mismatches: int, near_ties: int, total: int = 100, mode: str = "tie_aware") -> dict:
+    return {"matched": total - exact_mismatches, "total": total, "share": (total - exact_mismatches) / total,
+            "required_share": 0.8, "mode": mode, "near_ties": {"total": near_ties, "by_kind": {}},
+            "divergences": {"total": exact_mismatches - near_ties, "by_kind": {}}}
+
+
+def test_output_match_false_failure_matches_monte_carlo():
+    # six runs as on an AMX Xeon: ~21 near-ties per run, one divergence in one run
+    runs = [_match_summary(21, 21), _match_summary(20, 20), _match_summary(22, 21), _match_summary(19, 19),
+            _match_summary(21, 21), _match_summary(23, 23)]
+    result = cal.output_match_false_failure(runs)
+    assert result["required_matches"] == 81 and result["prompts_per_run"] == 100
+    exact, tie = result["exact"], result["tie_aware"]
+    assert exact["failing_prompts_per_run"] == [21, 20, 22, 19, 21, 23]
+    assert exact["runs_failed"] == 5  # more than 19 failing prompts fail a run; run 4 has exactly 19
+    assert tie["failing_prompts_per_run"] == [0, 0, 1, 0, 0, 0] and tie["runs_failed"] == 0
+    rate = sum(exact["failing_prompts_per_run"]) / 600
+    assert exact["failure_rate"] == pytest.approx(rate)
+    draws = np.random.default_rng(3).binomial(100, rate, size=200_000)
+    assert exact["false_failure_probability"] == pytest.approx(float(np.mean(draws > 19)), abs=0.01)
+    # one-sided Clopper-Pearson: at the upper bound, seeing <= 1 failing prompt in 600 has probability 5 %
+    assert stats.binom.cdf(1, 600, tie["failure_rate_upper"]) == pytest.approx(0.05, rel=1e-6)
+    assert tie["false_failure_probability_upper"] < 1e-12 < exact["false_failure_probability"]
+
+
+def test_output_match_false_failure_refuses_unequal_runs_and_old_summaries():
+    with pytest.raises(cal.CalibrationError, match="different numbers"):
+        cal.output_match_false_failure([_match_summary(1, 1), _match_summary(1, 1, total=50)])
+    old = {"matched": 90, "total": 100, "share": 0.9, "required_share": 0.8}
+    result = cal.output_match_false_failure([old, old])
+    assert result["exact"]["status"] == "ok" and result["tie_aware"]["status"] == "unavailable"
+
+
+def test_provenance_names_the_output_match_estimate(fake_runs):
+    for folder in fake_runs:
+        summary = json.loads((folder / "summary.json").read_text())
+        summary["output_match"] = _match_summary(20, 19)
+        (folder / "summary.json").write_text(json.dumps(summary))
+    result = cal.calibrate_from_runs(fake_runs)
+    assert result["output_match_mode"] == "tie_aware"
+    line = cal.yaml_snippet(result, "three runs")
+    assert "output match (tie_aware, 81 of 100 required) over 3 runs: failing prompts per run [1, 1, 1]" in line
+    assert "exact mode would fail 3 of 3 runs" in line

@@ -8,42 +8,62 @@ import re
 import pytest
 
 from conftest import TINY_PARAMS, run_cli
+from workbench.params import load_params
 
 pytestmark = pytest.mark.vllm
 
 
 @pytest.fixture(scope="module")
 def passing_run(tmp_path_factory):
+    """The default case at its default size, exactly as `make demo` runs it (issue 10: it must pass on every CPU)."""
     out = tmp_path_factory.mktemp("runs") / "pass"
-    result = run_cli("run", str(TINY_PARAMS), "-p", "num_questions", "12", "-p", "output_match_prompts", "12",
-                     "--out", str(out))
+    result = run_cli("run", str(TINY_PARAMS), "--out", str(out))
     return result, out
 
 
-def test_run_passes_and_leaves_a_full_record(passing_run) -> None:
+def test_default_case_passes_at_default_size_and_leaves_a_full_record(passing_run) -> None:
     result, out = passing_run
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     for name in ("mtp_correctness.ipynb", "report.html", "summary.json", "params.yaml", "questions.csv",
                  "records/reference.json", "records/speculative.json", "records/prompts.json"):
         assert (out / name).is_file(), name
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["passed"] is True and summary["num_questions"] == 12
+    defaults = load_params(TINY_PARAMS)
+    assert summary["passed"] is True and summary["num_questions"] == defaults.num_questions
+    assert summary["output_match"]["total"] == defaults.output_match_prompts
     assert summary["versions"]["vllm"] == "0.32.0"
     spec = summary["speculative"]
     # a trained MTP layer: drafts are made and a good share accepted (random weights give ~0)
     assert spec["counters"]["num_drafts"] > 0
     assert 0.3 < spec["acceptance_rate"] <= 1.0
     assert spec["acceptance_length"] == pytest.approx(1 + spec["acceptance_rate"])  # k = 1
-    assert summary["output_match"]["total"] == 12
 
 
-def test_speculative_greedy_output_equals_reference(passing_run) -> None:
-    """The shipped model, real weights: MTP must not change greedy output (issue 5)."""
+def test_speculative_greedy_output_equals_reference_up_to_near_ties(passing_run) -> None:
+    """The shipped model, real weights: MTP must not change greedy output beyond bf16 near-ties (issues 5, 10).
+
+    Every mismatch is classified from both engines' recorded top logprobs; near-ties are re-derived here
+    from the records, so the summary's classification is checked against the raw engine output.
+    """
     _, out = passing_run
     ref = json.loads((out / "records" / "reference.json").read_text())
     spec = json.loads((out / "records" / "speculative.json").read_text())
-    same = [r["token_ids"] == s["token_ids"] for r, s in zip(ref["output_match"], spec["output_match"])]
-    assert sum(same) >= 0.9 * len(same), f"{sum(same)}/{len(same)} identical"
+    summary = json.loads((out / "summary.json").read_text())
+    margin = summary["output_match"]["tie_margin"]
+    same = ties = 0
+    for r, s in zip(ref["output_match"], spec["output_match"]):
+        assert len(r["top_logprobs"]) == len(r["token_ids"]) and len(s["top_logprobs"]) == len(s["token_ids"])
+        if r["completion"] == s["completion"]:
+            same += 1
+            continue
+        at = next(i for i, (a, b) in enumerate(zip(r["token_ids"], s["token_ids"])) if a != b)
+        ref_ids = {e["id"] for e in r["top_logprobs"][at]}
+        spec_ids = {e["id"] for e in s["top_logprobs"][at]}
+        gap = r["top_logprobs"][at][0]["logprob"] - r["top_logprobs"][at][1]["logprob"]
+        ties += s["token_ids"][at] in ref_ids and r["token_ids"][at] in spec_ids and gap <= margin
+    total = len(ref["output_match"])
+    assert (summary["output_match"]["matched"], summary["output_match"]["near_ties"]["total"]) == (same, ties)
+    assert same + ties >= 0.95 * total, f"{same} identical + {ties} near-ties of {total}"
     assert ref["llm_kwargs"].get("load_format") is None  # real weights, not dummy
 
 
@@ -53,13 +73,16 @@ def test_report_is_self_contained_and_hides_code(passing_run) -> None:
     assert html.count("data:image/png;base64") >= 4  # accuracy, acceptance, per-position, disagreement
     assert "pipeline.run_engine(" not in html  # input cells hidden
     assert "switched off" in html and "skipped" in html  # threshold 0: accuracy checks shown as skipped
+    classes = {m["class"] for m in json.loads((out / "output_match.json").read_text())["mismatches"]}
+    assert all(name in html for name in classes)  # the mismatch table names each mismatch's class
+    assert "reference top logprobs" in html
     assert not re.search(r"<script[^>]*src=", html)  # opens offline: no web-loaded scripts
 
 
 def test_threshold_099_fails_with_exit_1_and_report_shows_it(tmp_path) -> None:
     out = tmp_path / "fail"
     result = run_cli("run", str(TINY_PARAMS), "-p", "threshold", "0.99", "-p", "num_questions", "4",
-                     "-p", "output_match_prompts", "4", "--out", str(out))
+                     "-p", "output_match_prompts", "4", "-p", "match_mode", "exact", "--out", str(out))
     assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
     assert "reference_accuracy" in result.stdout and "0.9900" in result.stdout
     html = (out / "report.html").read_text()
@@ -67,6 +90,11 @@ def test_threshold_099_fails_with_exit_1_and_report_shows_it(tmp_path) -> None:
     summary = json.loads((out / "summary.json").read_text())
     assert summary["passed"] is False
     assert {c["name"]: c["status"] for c in summary["checks"]}["reference_accuracy"] == "failed"
+    # -p match_mode exact: judged on identical texts only, upstream's count, whatever the near-ties
+    match, check = summary["output_match"], {c["name"]: c for c in summary["checks"]}["output_match"]
+    assert match["mode"] == "exact" and match["judged_matched"] == match["matched"]
+    assert check["observed"] == pytest.approx(match["matched"] / 4) and match["required_matches"] == 4
+    assert check["status"] == ("passed" if match["matched"] == 4 else "failed")
 
 
 def test_engine_failure_exits_3_and_keeps_report(tmp_path) -> None:

@@ -356,6 +356,60 @@ def acceptance_length_gate(samples: list[float], max_false_failure: float = 1e-3
     return base
 
 
+# --------------------------------------------------------------------------- output match
+
+
+def _match_failures(match: dict[str, Any], mode: str) -> int:
+    """Prompts that count against the output-match check in `mode` (older summaries: exact only)."""
+    if mode == "exact":
+        return int(match["total"] - match["matched"])
+    divergences = match.get("divergences")
+    if divergences is None:
+        raise CalibrationError("tie_aware needs near-tie classification (output_match.divergences), absent here")
+    return int(divergences["total"])
+
+
+def output_match_false_failure(matches: list[dict[str, Any]], required_share: float = 0.8,
+                               confidence: float = 0.95) -> dict[str, Any]:
+    """How often a healthy build fails the output-match check, estimated from repeated runs.
+
+    Per mode, the prompts that count against the check (exact: every mismatch; tie_aware: the
+    divergences) are pooled over runs into a per-prompt rate p, with its one-sided Clopper-Pearson
+    upper bound. A run of n prompts fails when more than n - required do, required = int(share x n) + 1
+    (upstream's rule), so P(fail) = P(Binomial(n, p) > n - required). Prompts are treated as
+    independent; mismatches that repeat across identical prompts make the real tail heavier, so the
+    per-run counts and the runs that failed are reported beside it.
+    """
+    if not matches:
+        raise CalibrationError("no runs with an output match to calibrate from")
+    totals = {int(m["total"]) for m in matches}
+    if len(totals) != 1 or 0 in totals:
+        raise CalibrationError(f"runs compared different numbers of output-match prompts: {sorted(totals)}")
+    n = totals.pop()
+    needed = min(n, int(required_share * n) + 1)
+    allowed = n - needed
+    out: dict[str, Any] = {"runs": len(matches), "prompts_per_run": n, "required_matches": needed,
+                           "required_share": required_share, "confidence": confidence,
+                           "model": "binomial(prompts, p) of failing prompts, p pooled over runs; "
+                                    "fails when more than prompts - required fail"}
+    for mode in ("exact", "tie_aware"):
+        try:
+            failures = [_match_failures(m, mode) for m in matches]
+        except CalibrationError as exc:
+            out[mode] = {"status": "unavailable", "message": str(exc)}
+            continue
+        pooled, prompts = sum(failures), n * len(matches)
+        rate = pooled / prompts
+        upper = float(stats.beta.ppf(confidence, pooled + 1, prompts - pooled)) if pooled < prompts else 1.0
+        out[mode] = {
+            "status": "ok", "failing_prompts_per_run": failures, "failure_rate": rate,
+            "failure_rate_upper": upper, "runs_failed": sum(f > allowed for f in failures),
+            "false_failure_probability": float(stats.binom.sf(allowed, n, rate)),
+            "false_failure_probability_upper": float(stats.binom.sf(allowed, n, upper)),
+        }
+    return out
+
+
 # --------------------------------------------------------------------------- calibrate
 
 
@@ -466,6 +520,7 @@ def calibrate_from_runs(run_dirs: list[Path], scorer: str = "upstream", max_fals
     first = runs[0]
     paired = paired_comparison(correctness(first, "reference", scorer), correctness(first, "speculative", scorer))
     lengths = [r["summary"].get("speculative", {}).get("acceptance_length") for r in runs]
+    matches = [r["summary"]["output_match"] for r in runs if (r["summary"].get("output_match") or {}).get("total")]
     result = calibrate(accuracy, questions, threshold, max_false_failure)
     current = first["summary"].get("threshold")
     result.update(
@@ -477,6 +532,9 @@ def calibrate_from_runs(run_dirs: list[Path], scorer: str = "upstream", max_fals
         speculative_spread=run_to_run_spread(spec_acc),
         paired_comparison=paired,
         acceptance_length=acceptance_length_gate([v for v in lengths if v is not None], max_false_failure),
+        output_match=output_match_false_failure(
+            matches, float(matches[0].get("required_share", 0.8))) if matches else None,
+        output_match_mode=(matches[0].get("mode", "exact") if matches else None),
         current=None if current is None else {
             "threshold": float(current),
             "margin": min(ref_acc[0], spec_acc[0]) - float(current),
@@ -517,6 +575,16 @@ def _provenance(result: dict[str, Any], source: str) -> str:
         else result["false_failure_probability"]
     line = (f"calibrated from {source} on {date.today().isoformat()}: reference accuracy "
             f"{result['accuracy']:.4f} on {result['questions']} questions, false-failure {ff:.3g}")
+    match, mode = result.get("output_match") or {}, result.get("output_match_mode") or "exact"
+    if (match.get(mode) or {}).get("status") == "ok":
+        estimate = match[mode]
+        line += (f"; output match ({mode}, {match['required_matches']} of {match['prompts_per_run']} required) over "
+                 f"{match['runs']} runs: failing prompts per run {estimate['failing_prompts_per_run']}, "
+                 f"P(false failure) {estimate['false_failure_probability']:.3g} (upper {match['confidence']:.0%}: "
+                 f"{estimate['false_failure_probability_upper']:.3g})")
+        if mode != "exact" and (match.get("exact") or {}).get("status") == "ok":
+            line += (f"; exact mode would fail {match['exact']['runs_failed']} of {match['runs']} runs, "
+                     f"P {match['exact']['false_failure_probability']:.3g}")
     return " ".join(line.split())  # one line whatever `source` holds
 
 

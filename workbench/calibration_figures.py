@@ -135,6 +135,22 @@ def show_acceptance(result: dict[str, Any]) -> Figure | None:
     return None
 
 
+def show_output_match(result: dict[str, Any]) -> None:
+    """False-failure probability of the output-match check in both modes, from the runs' counts."""
+    match = result.get("output_match")
+    if not match:
+        _note("_No runs with output-match prompts: nothing to estimate._")
+        return
+    _note(f"{match['runs']} runs of {match['prompts_per_run']} prompts; a run fails when fewer than "
+          f"{match['required_matches']} count as matching. The runs judged in `{result.get('output_match_mode')}` "
+          f"mode. {match['model']}.")
+    rows = {mode: {k: match[mode].get(k) for k in ("failing_prompts_per_run", "runs_failed", "failure_rate",
+                                                    "failure_rate_upper", "false_failure_probability",
+                                                    "false_failure_probability_upper", "message")}
+            for mode in ("exact", "tie_aware")}
+    _display(pd.DataFrame(rows).T.astype(object))
+
+
 # --------------------------------------------------------------------------- figures
 
 

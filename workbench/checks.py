@@ -29,6 +29,21 @@ def _at_least(name: str, observed: float | None, required: float, what: str) -> 
                        f"{what} {observed:.4f} {verb} {required:.4f}")
 
 
+def output_match_check(match: dict[str, Any]) -> CheckResult:
+    """Upstream's count rule, int(share x n) + 1; in `tie_aware` mode near-ties count as matches."""
+    total, mode = match["total"], match.get("mode", "exact")
+    needed = match.get("required_matches", min(total, int(match["required_share"] * total) + 1))
+    near_ties = (match.get("near_ties") or {}).get("total", 0)
+    judged = match["matched"] + (near_ties if mode == "tie_aware" else 0)
+    ok = judged >= needed
+    detail = (f"{match['matched']} exact + {near_ties} near-ties, "
+              f"{(match.get('divergences') or {}).get('total', total - match['matched'])} divergences; "
+              if mode == "tie_aware" else "")
+    message = (f"output match ({mode}) {judged}/{total} {'>=' if ok else '<'} {needed} required "
+               f"(int({match['required_share']} x {total}) + 1); {detail}exact share {match['matched'] / total:.4f}")
+    return CheckResult("output_match", "passed" if ok else "failed", judged / total, needed / total, message)
+
+
 def evaluate_checks(summary: dict[str, Any]) -> list[CheckResult]:
     """All checks of a correctness run, from its summary numbers."""
     params = summary["params"]
@@ -45,8 +60,7 @@ def evaluate_checks(summary: dict[str, Any]) -> list[CheckResult]:
             checks.append(_at_least(name, observed, threshold, f"{run} GSM8k accuracy ({scorer})"))
     match = summary["output_match"]
     if match["total"]:
-        checks.append(_at_least("output_match", match["share"], match["required_share"],
-                                f"output match {match['matched']}/{match['total']}, share"))
+        checks.append(output_match_check(match))
     else:
         checks.append(CheckResult("output_match", "skipped", None, match["required_share"], "no output-match prompts"))
     minimum = params.get("min_acceptance_length")

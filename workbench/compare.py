@@ -1,9 +1,31 @@
-"""Reference vs speculative: exact output match and where two greedy outputs diverge."""
+"""Reference vs speculative: exact output match, and why two greedy outputs diverge.
+
+Upstream's check compares texts exactly. Where kernels round differently (bf16 on CPUs with and
+without AMX, a verifier scoring two tokens per step), a greedy argmax between two tokens whose
+logprobs differ by less than the dtype can resolve flips between engines. Each mismatch is
+therefore classified at its first divergent token from both engines' top logprobs, the rule
+vLLM's model tests use (`check_logprobs_close`) plus a bound on the reference's top-2 gap:
+
+- `near_tie`: each engine's token is in the other's top-N, and the reference's top-2 gap is at
+  most `tie_margin` (nats): a rounding-level tie;
+- `divergence`: anything else, a real disagreement.
+"""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
+
+MatchClass = Literal["near_tie", "divergence"]
+MATCH_MODES = ("exact", "tie_aware")
+
+# Spacing of representable values between 1 and 2 (machine epsilon) per dtype.
+DTYPE_EPSILON = {"bfloat16": 2.0 ** -7, "float16": 2.0 ** -10, "float32": 2.0 ** -23}
+TIE_MARGIN_LOGIT_SCALE = 16.0
+"""A near-tie's gap, in units of the dtype's epsilon: one spacing of representable values for
+logits of magnitude 16-32 (the shipped model's top logits lie there), i.e. 0.125 nats in bf16."""
 
 
 def first_divergence(a: Sequence[int], b: Sequence[int]) -> int | None:
@@ -14,40 +36,123 @@ def first_divergence(a: Sequence[int], b: Sequence[int]) -> int | None:
     return None if len(a) == len(b) else min(len(a), len(b))
 
 
-def output_match(reference: list[dict], speculative: list[dict], kinds: Sequence[str] | None = None,
-                 required_share: float = 0.8) -> dict[str, Any]:
-    """Upstream's check: how many prompts give exactly the same text under both engines."""
-    if len(reference) != len(speculative):
-        raise ValueError(f"{len(reference)} reference vs {len(speculative)} speculative outputs")
-    mismatches = []
-    matched_by_kind: dict[str, list[int]] = {}
-    for index, (ref, spec) in enumerate(zip(reference, speculative)):
-        kind = kinds[index] if kinds is not None else "all"
-        same = ref["completion"] == spec["completion"]
-        tally = matched_by_kind.setdefault(kind, [0, 0])
-        tally[0] += int(same)
-        tally[1] += 1
-        if not same:
-            position = first_divergence(ref["token_ids"], spec["token_ids"])
-            mismatches.append({
-                "prompt_id": index, "kind": kind, "first_divergent_token": position,
-                "reference_token": _at(ref["token_ids"], position), "speculative_token": _at(spec["token_ids"], position),
-                "reference": ref["completion"], "speculative": spec["completion"],
-            })
-    total = len(reference)
-    matched = total - len(mismatches)
-    return {
-        "matched": matched, "total": total, "share": matched / total if total else None,
-        "required_share": required_share,
-        "by_kind": {k: {"matched": m, "total": t} for k, (m, t) in matched_by_kind.items()},
-        "mismatches": mismatches,
-    }
+def required_matches(total: int, required_share: float) -> int:
+    """Upstream's rule: `int(share * n) + 1` matches (81 of 100 at 0.8), at most n."""
+    return min(total, int(required_share * total) + 1) if total else 0
+
+
+def model_dtype(dtype: str, model: str) -> str:
+    """The dtype the engine computes in: the params' `dtype`, or the checkpoint's when `auto`."""
+    if dtype != "auto":
+        return {"bf16": "bfloat16", "half": "float16", "fp16": "float16", "float": "float32"}.get(dtype, dtype)
+    config_file = Path(model) / "config.json"
+    if config_file.is_file():
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+        for scope in (config, config.get("text_config") or {}):
+            found = scope.get("dtype") or scope.get("torch_dtype")
+            if found:
+                return str(found)
+    return "bfloat16"  # hub checkpoints of the cases here (Qwen3.5, MiMo, DeepSeek) are bf16
+
+
+def default_tie_margin(dtype: str) -> tuple[float, str]:
+    """(margin in nats, how it was derived) for a dtype."""
+    epsilon = DTYPE_EPSILON.get(dtype, DTYPE_EPSILON["bfloat16"])
+    margin = TIE_MARGIN_LOGIT_SCALE * epsilon
+    return margin, (f"{margin:g} nats = {TIE_MARGIN_LOGIT_SCALE:g} x {dtype} epsilon ({epsilon:g}): one step "
+                    f"between representable logits of magnitude 16-32")
+
+
+def _top_at(record: dict[str, Any], position: int | None) -> list[dict[str, Any]] | None:
+    tops = record.get("top_logprobs")
+    if tops is None or position is None or position >= len(tops):
+        return None
+    return tops[position]
+
+
+def _in_top(token: int | None, top: list[dict[str, Any]] | None, top_n: int) -> bool:
+    return token is not None and top is not None and any(e["id"] == token and e["rank"] <= top_n for e in top)
+
+
+def top2_margin(top: list[dict[str, Any]] | None) -> float | None:
+    """Gap between the best and the second-best logprob at one position."""
+    if not top or len(top) < 2:
+        return None
+    best = sorted(e["logprob"] for e in top)[::-1]
+    return best[0] - best[1]
+
+
+def classify_divergence(ref_token: int | None, spec_token: int | None, ref_top: list[dict] | None,
+                        spec_top: list[dict] | None, top_n: int, tie_margin: float) -> MatchClass:
+    """`near_tie` when each token is in the other's top-N and the reference's top-2 gap <= tie_margin."""
+    margin = top2_margin(ref_top)
+    crossed = _in_top(spec_token, ref_top, top_n) and _in_top(ref_token, spec_top, top_n)
+    return "near_tie" if crossed and margin is not None and margin <= tie_margin else "divergence"
 
 
 def _at(tokens: Sequence[int], position: int | None) -> int | None:
     if position is None or position >= len(tokens):
         return None
     return tokens[position]
+
+
+def _token_text(top: list[dict[str, Any]] | None, token: int | None) -> str | None:
+    for entry in top or []:
+        if entry["id"] == token:
+            return entry.get("text")
+    return None
+
+
+def output_match(reference: list[dict], speculative: list[dict], kinds: Sequence[str] | None = None,
+                 required_share: float = 0.8, mode: str = "exact", top_n: int = 5,
+                 tie_margin: float = 0.125) -> dict[str, Any]:
+    """Upstream's check (identical texts) plus the class of every mismatch and the verdict's counts.
+
+    `matched`/`share` are always the exact ones; `judged_matched` is what the check compares with
+    `required_matches`: exact matches, plus near-ties in `tie_aware` mode.
+    """
+    if len(reference) != len(speculative):
+        raise ValueError(f"{len(reference)} reference vs {len(speculative)} speculative outputs")
+    if mode not in MATCH_MODES:
+        raise ValueError(f"match mode must be one of {MATCH_MODES}, got {mode!r}")
+    mismatches = []
+    by_kind: dict[str, dict[str, int]] = {}
+    for index, (ref, spec) in enumerate(zip(reference, speculative)):
+        kind = kinds[index] if kinds is not None else "all"
+        tally = by_kind.setdefault(kind, {"matched": 0, "total": 0, "near_ties": 0, "divergences": 0})
+        tally["total"] += 1
+        if ref["completion"] == spec["completion"]:
+            tally["matched"] += 1
+            continue
+        position = first_divergence(ref["token_ids"], spec["token_ids"])
+        ref_token, spec_token = _at(ref["token_ids"], position), _at(spec["token_ids"], position)
+        ref_top, spec_top = _top_at(ref, position), _top_at(spec, position)
+        verdict = classify_divergence(ref_token, spec_token, ref_top, spec_top, top_n, tie_margin)
+        tally["near_ties" if verdict == "near_tie" else "divergences"] += 1
+        mismatches.append({
+            "prompt_id": index, "kind": kind, "first_divergent_token": position, "class": verdict,
+            "reference_token": ref_token, "speculative_token": spec_token,
+            "reference_token_text": _token_text(ref_top, ref_token),
+            "speculative_token_text": _token_text(spec_top, spec_token),
+            "reference_margin": top2_margin(ref_top),
+            "reference_top_logprobs": ref_top, "speculative_top_logprobs": spec_top,
+            "reference": ref["completion"], "speculative": spec["completion"],
+        })
+    total = len(reference)
+    matched = sum(t["matched"] for t in by_kind.values())
+    near_ties = sum(t["near_ties"] for t in by_kind.values())
+    judged = matched + (near_ties if mode == "tie_aware" else 0)
+    return {
+        "matched": matched, "total": total, "share": matched / total if total else None,
+        "required_share": required_share, "required_matches": required_matches(total, required_share),
+        "mode": mode, "judged_matched": judged, "judged_share": judged / total if total else None,
+        "top_n": top_n, "tie_margin": tie_margin,
+        "near_ties": {"total": near_ties, "by_kind": {k: t["near_ties"] for k, t in by_kind.items()}},
+        "divergences": {"total": total - matched - near_ties,
+                        "by_kind": {k: t["divergences"] for k, t in by_kind.items()}},
+        "by_kind": by_kind,
+        "mismatches": mismatches,
+    }
 
 
 def gsm8k_divergences(reference: list[dict], speculative: list[dict]) -> list[dict[str, Any]]:

@@ -74,16 +74,26 @@ def counters_delta(after: dict[str, Any], before: dict[str, Any]) -> dict[str, A
     return delta
 
 
+def top_logprobs(position_logprobs: dict[int, Any]) -> list[dict[str, Any]]:
+    """One position's logprobs (vLLM's {token id: Logprob}) as plain rows, best first."""
+    rows = [{"id": int(token), "logprob": float(lp.logprob), "rank": int(lp.rank) if lp.rank is not None else None,
+             "text": lp.decoded_token} for token, lp in position_logprobs.items()]
+    return sorted(rows, key=lambda row: -row["logprob"])
+
+
 def _completion_record(prompt_id: int, output: Any) -> dict[str, Any]:
     completion = output.outputs[0]
     spec = getattr(completion, "spec_decode_metrics", None)
-    return {
+    record = {
         "prompt_id": prompt_id,
         "completion": completion.text,
         "token_ids": list(completion.token_ids),
         "finish_reason": completion.finish_reason,
         "spec": spec.to_dict() if spec is not None else None,
     }
+    if completion.logprobs is not None:  # asked for (output-match prompts): top-N per generated token
+        record["top_logprobs"] = [top_logprobs(position) for position in completion.logprobs]
+    return record
 
 
 def _generate(llm: Any, prompts: list[str], sampling: dict[str, Any]) -> tuple[list[dict], float, dict]:

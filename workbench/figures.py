@@ -108,3 +108,30 @@ def disagreement(table: pd.DataFrame, scorer: str) -> plt.Figure:
     ax_div.set_title(f"{len(diverged)} of {len(table)} GSM8k completions differ", fontsize=9)
     fig.tight_layout()
     return fig
+
+
+MATCH_CLASS_COLORS = {"exact match": "#55A868", "near-tie": "#E1B12C", "divergence": "#C44E52"}
+
+
+def match_classes(match: dict[str, Any]) -> plt.Figure:
+    """Output-match prompts per kind: exact matches, near-ties and divergences, with the required count."""
+    kinds = list(match["by_kind"])
+    tallies = [match["by_kind"][k] for k in kinds]
+    parts = {"exact match": [t["matched"] for t in tallies],
+             "near-tie": [t.get("near_ties", 0) for t in tallies],
+             "divergence": [t.get("divergences", t["total"] - t["matched"]) for t in tallies]}
+    fig, ax = plt.subplots(figsize=(9, 1.2 + 0.6 * len(kinds)))
+    left = np.zeros(len(kinds))
+    for name, values in parts.items():
+        bars = ax.barh(kinds, values, left=left, color=MATCH_CLASS_COLORS[name], label=name)
+        ax.bar_label(bars, labels=[str(v) if v else "" for v in values], label_type="center", fontsize=8)
+        left += np.asarray(values, dtype=float)
+    ax.set_xlabel("output-match prompts")
+    mode = match.get("mode", "exact")
+    judged = match.get("judged_matched", match["matched"])
+    ax.set_title(f"Greedy outputs per prompt kind ({mode} mode: {judged}/{match['total']} counted as matching, "
+                 f"{match.get('required_matches', '?')} required)", fontsize=9)
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)
+    ax.invert_yaxis()
+    fig.tight_layout()
+    return fig

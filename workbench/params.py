@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -53,6 +53,12 @@ class CaseParams(BaseModel):
     output_match_max_tokens: int = Field(10, ge=1)
     output_match_gsm8k_share: float = Field(0.5, ge=0.0, le=1.0)
     required_match_share: float = Field(0.8, ge=0.0, le=1.0)
+    match_mode: Literal["exact", "tie_aware"] = Field(
+        "exact", description="exact: upstream's rule, int(share x n) + 1 identical texts; tie_aware: near-ties "
+                             "(bf16 rounding at a top-2 gap of at most tie_margin) count as matches")
+    match_logprobs: int = Field(5, ge=2, le=20, description="top-N logprobs kept per output-match token")
+    tie_margin: float | None = Field(
+        None, gt=0.0, description="largest reference top-2 logprob gap of a near-tie; null = from the dtype")
     # optional acceptance gate
     min_acceptance_length: float | None = Field(None, ge=1.0)
     # engine

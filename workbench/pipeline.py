@@ -20,13 +20,17 @@ import yaml
 
 from workbench import gsm8k, prompts
 from workbench.checks import evaluate_checks
-from workbench.compare import first_divergence, gsm8k_divergences, output_match
+from workbench.compare import (default_tie_margin, first_divergence, gsm8k_divergences, model_dtype, output_match,
+                               required_matches)
 from workbench.engine import EngineError, EngineJob, run_engine_job, start_engine_job, wait_engine_job
 from workbench.metrics import acceptance_stats, per_prompt_acceptance
 from workbench.params import REPO_ROOT, CaseParams, case_name, load_params
 
 RESULTS_DIR = REPO_ROOT / "results"
 RUN_LABELS = ("reference", "speculative")
+MATCH_SUMMARY_KEYS = ("matched", "total", "share", "required_share", "by_kind", "mode", "required_matches",
+                      "judged_matched", "judged_share", "near_ties", "divergences", "top_n", "tie_margin",
+                      "tie_margin_source")
 
 
 @dataclass
@@ -86,6 +90,26 @@ def llm_kwargs(params: CaseParams, label: str) -> dict[str, Any]:
     return kwargs
 
 
+def sampling_settings(params: CaseParams) -> dict[str, dict[str, Any]]:
+    """`SamplingParams` of both prompt sets, as upstream sets them; the one place the pipeline gets them.
+
+    GSM8k: greedy, upstream's stop strings, `max_tokens` (256). Output match: greedy for
+    `output_match_max_tokens` (10), as `greedy_sampling()`, plus top-N logprobs to classify mismatches
+    (logprobs are read off the logits; they do not change which token greedy sampling picks).
+    """
+    gsm8k_sampling = {**gsm8k.sampling_kwargs(), "max_tokens": params.max_tokens}
+    match_sampling = {"temperature": 0.0, "max_tokens": params.output_match_max_tokens,
+                      "logprobs": params.match_logprobs}
+    return {"gsm8k": gsm8k_sampling, "output_match": match_sampling}
+
+
+def tie_margin(params: CaseParams) -> tuple[float, str]:
+    """The near-tie bound of this case: the params' `tie_margin`, or derived from the compute dtype."""
+    if params.tie_margin is not None:
+        return params.tie_margin, f"{params.tie_margin:g} nats (tie_margin in params)"
+    return default_tie_margin(model_dtype(params.dtype, params.model))
+
+
 def engine_job(ctx: RunContext, label: str) -> EngineJob:
     """The child's job for one of the two engines; its record lands in records/<label>.json."""
     if label not in RUN_LABELS:
@@ -94,12 +118,11 @@ def engine_job(ctx: RunContext, label: str) -> EngineJob:
     env = {"VLLM_CPU_KVCACHE_SPACE": str(params.cpu_kvcache_space_gib)} if params.cpu_kvcache_space_gib else {}
     if params.engine_cpu_binding:
         env["VLLM_CPU_OMP_THREADS_BIND"] = params.engine_cpu_binding[RUN_LABELS.index(label)]
+    sampling = sampling_settings(params)
     return EngineJob(
         label=label, llm_kwargs=llm_kwargs(params, label),
-        gsm8k_prompts=ctx.gsm8k_prompts,
-        gsm8k_sampling={"temperature": 0.0, "max_tokens": params.max_tokens, "stop": list(gsm8k.STOP)},
-        match_prompts=ctx.match_prompts,
-        match_sampling={"temperature": 0.0, "max_tokens": params.output_match_max_tokens},
+        gsm8k_prompts=ctx.gsm8k_prompts, gsm8k_sampling=sampling["gsm8k"],
+        match_prompts=ctx.match_prompts, match_sampling=sampling["output_match"],
         record_path=str(ctx.run_dir / "records" / f"{label}.json"),
         log_path=str(ctx.run_dir / "logs" / f"{label}.log"), env=env)
 
@@ -166,8 +189,10 @@ def accuracy_table(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def compare_outputs(ctx: RunContext, reference: dict, speculative: dict) -> dict[str, Any]:
+    margin, margin_source = tie_margin(ctx.params)
     result = output_match(reference["output_match"], speculative["output_match"], ctx.match_kinds,
-                          ctx.params.required_match_share)
+                          ctx.params.required_match_share, ctx.params.match_mode, ctx.params.match_logprobs, margin)
+    result["tie_margin_source"] = margin_source
     result["gsm8k_divergences"] = gsm8k_divergences(reference["gsm8k"], speculative["gsm8k"])
     (ctx.run_dir / "output_match.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
     return result
@@ -216,7 +241,7 @@ def build_summary(ctx: RunContext, reference: dict, speculative: dict, table: pd
             "counters": {k: accept[k] for k in ("num_drafts", "num_draft_tokens", "num_accepted_tokens",
                                                  "num_accepted_tokens_per_pos")},
         },
-        "output_match": {k: match[k] for k in ("matched", "total", "share", "required_share", "by_kind")},
+        "output_match": {k: match[k] for k in MATCH_SUMMARY_KEYS if k in match},
         "gsm8k_identical_completions": int(table["first_divergent_token"].isna().sum()),
         "versions": versions,
         "error": None,
@@ -259,7 +284,11 @@ def describe_case(ctx: RunContext) -> str:
         + (" (**switched off**)" if not p.threshold else "")
         + (f" — {p.threshold_source}" if p.threshold_source else ""),
         f"- output match: {len(ctx.match_prompts)} prompts, {p.output_match_max_tokens} new tokens, "
-        f"required share {p.required_match_share}",
+        f"mode `{p.match_mode}`, at least {required_matches(len(ctx.match_prompts), p.required_match_share)} "
+        f"of {len(ctx.match_prompts)} required (upstream: int({p.required_match_share} x n) + 1)"
+        + (" counting near-ties as matches" if p.match_mode == "tie_aware" else " identical texts")
+        + f"; near-tie: each token in the other's top {p.match_logprobs} and a reference top-2 gap <= "
+        f"{tie_margin(p)[1]}",
         f"- intended hardware: {p.intended_hardware}; run folder `{ctx.run_dir}`",
     ]
     return "\n".join(lines)
@@ -274,16 +303,37 @@ def acceptance_frame(accept: dict[str, Any]) -> pd.DataFrame:
 
 
 def match_frame(match: dict[str, Any]) -> pd.DataFrame:
-    rows = {kind: {"matched": v["matched"], "total": v["total"], "share": v["matched"] / v["total"]}
+    """Per kind and overall: exact matches, near-ties, divergences and the exact share."""
+    rows = {kind: {"matched": v["matched"], "near_ties": v.get("near_ties", 0), "divergences": v.get("divergences", 0),
+                   "total": v["total"], "share": v["matched"] / v["total"]}
             for kind, v in match["by_kind"].items()}
-    rows["all"] = {"matched": match["matched"], "total": match["total"], "share": match["share"]}
+    rows["all"] = {"matched": match["matched"], "near_ties": match.get("near_ties", {}).get("total", 0),
+                   "divergences": match.get("divergences", {}).get("total", 0), "total": match["total"],
+                   "share": match["share"]}
     frame = pd.DataFrame.from_dict(rows, orient="index")
-    return frame.astype({"matched": int, "total": int})
+    return frame.astype({"matched": int, "near_ties": int, "divergences": int, "total": int})
 
 
-def mismatch_frame(match: dict[str, Any], limit: int = 20) -> pd.DataFrame:
-    columns = ["prompt_id", "kind", "first_divergent_token", "reference", "speculative"]
-    return pd.DataFrame(match["mismatches"][:limit], columns=columns)
+def _top_text(top: list[dict[str, Any]] | None) -> str:
+    if not top:
+        return "(no logprobs)"
+    return ", ".join(f"{e['text']!r} {e['logprob']:.3f}" for e in top)
+
+
+def mismatch_frame(match: dict[str, Any], limit: int = 30) -> pd.DataFrame:
+    """Per mismatch: where it diverges, both tokens as text, both engines' top logprobs there, its class."""
+    rows = [{
+        "prompt_id": m["prompt_id"], "kind": m["kind"], "position": m["first_divergent_token"],
+        "class": m.get("class", "divergence"),
+        "reference token": repr(m.get("reference_token_text")), "speculative token": repr(m.get("speculative_token_text")),
+        "reference top-2 gap": m.get("reference_margin"),
+        "reference top logprobs": _top_text(m.get("reference_top_logprobs")),
+        "speculative top logprobs": _top_text(m.get("speculative_top_logprobs")),
+        "reference": m["reference"], "speculative": m["speculative"],
+    } for m in match["mismatches"][:limit]]
+    columns = ["prompt_id", "kind", "position", "class", "reference token", "speculative token", "reference top-2 gap",
+               "reference top logprobs", "speculative top logprobs", "reference", "speculative"]
+    return pd.DataFrame(rows, columns=columns).set_index("prompt_id")
 
 
 def disagreement_frame(table: pd.DataFrame, scorer: str, limit: int = 20) -> pd.DataFrame:
