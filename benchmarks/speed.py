@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 
 from workbench import pipeline
-from workbench.metrics import acceptance_stats
-from workbench.params import DEFAULT_PARAMS, parse_override
+from workbench.correctness.metrics import acceptance_stats
+from workbench.core.params import DEFAULT_PARAMS, parse_override
 
 
 def main(argv: list[str] | None = None) -> int:

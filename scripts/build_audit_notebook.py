@@ -17,7 +17,7 @@ cells = [
                   'run_dir = ""  # empty: a new folder under results/\n'
                   'positive_control = True  # afterwards force lazy inits in the model process: they must be counted',
                   metadata={"tags": ["parameters"]}),
-    new_code_cell("import pandas as pd\nfrom IPython.display import Markdown, display\n\nfrom workbench import audit\n\n"
+    new_code_cell("import pandas as pd\nfrom IPython.display import Markdown, display\n\nfrom workbench.audit import flow as audit\n\n"
                   "pd.set_option(\"display.max_colwidth\", 120)\n"
                   "ctx = audit.prepare(params_file, overrides, run_dir)\n"
                   "display(Markdown(audit.describe_case(ctx)))"),
@@ -34,10 +34,10 @@ cells = [
                   "print(\"\\npositive control:\\n\" + audit.stacks_text(result[\"positive_control_stacks\"], limit=1))"),
     new_markdown_cell("## Checks\n`no_sync` is skipped (not applicable), never passed, where the engine turned async "
                       "scheduling off (vLLM's CPU platform does)."),
-    new_code_cell("from workbench.pipeline import checks_frame\n\n"
+    new_code_cell("from workbench.correctness.pipeline import checks_frame\n\n"
                   "summary = audit.build_summary(ctx, result)\n"
                   "display(checks_frame(summary))"),
-    new_code_cell("from workbench.checks import assert_checks\n\nassert_checks(summary[\"checks\"])\n"
+    new_code_cell("from workbench.core.checks import assert_checks\n\nassert_checks(summary[\"checks\"])\n"
                   "print(\"all checks passed or skipped:\", [(c[\"name\"], c[\"status\"]) for c in summary[\"checks\"]])",
                   metadata={"tags": ["assertion"]}),
 ]

@@ -20,7 +20,7 @@ cells = [
          'out_dir: str = "."  # where calibration.json goes',
          metadata={"tags": ["parameters"]}),
     code("from pathlib import Path\n\nimport pandas as pd\nfrom IPython.display import display\n\n"
-         "from workbench import calibration, calibration_figures as cf\n\n"
+         "from workbench.calibration import figures as cf\nfrom workbench.calibration import stats as calibration\n\n"
          "pd.set_option(\"display.max_colwidth\", 200)\n"
          "result = calibration.calibrate_inputs(run_dirs, accuracy, questions, threshold, max_false_failure, scorer)\n"
          "runs = calibration.load_runs(run_dirs) if run_dirs else []"),

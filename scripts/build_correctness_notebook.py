@@ -6,7 +6,7 @@ cells = [
                    "output-match check. Parameters come from a `params/*.yaml` case; `workbench run` executes this notebook "
                    "with papermill."),
  new_code_cell('params_file = "../params/tiny-qwen3_5-cpu.yaml"  # a case from params/\noverrides = {}  # e.g. {"num_questions": 50}\nrun_dir = ""  # empty: a new folder under results/', metadata={"tags": ["parameters"]}),
- new_code_cell("import pandas as pd\nfrom IPython.display import Markdown, display\n\nfrom workbench import figures, pipeline\n\n"
+ new_code_cell("import pandas as pd\nfrom IPython.display import Markdown, display\n\nfrom workbench.correctness import figures, pipeline\n\n"
                "pd.set_option(\"display.max_colwidth\", 120)\n"
                "ctx = pipeline.prepare(params_file, overrides, run_dir)\n"
                "display(Markdown(pipeline.describe_case(ctx)))"),
@@ -39,7 +39,7 @@ cells = [
  new_markdown_cell("## Checks"),
  new_code_cell("summary = pipeline.build_summary(ctx, reference, speculative, questions, match, accept)\n"
                "display(pipeline.checks_frame(summary))"),
- new_code_cell("from workbench.checks import assert_checks\n\nassert_checks(summary[\"checks\"])\nprint(\"all checks passed or skipped:\", [(c[\"name\"], c[\"status\"]) for c in summary[\"checks\"]])",
+ new_code_cell("from workbench.core.checks import assert_checks, verdict\n\nassert_checks(summary.checks)\nprint(verdict(summary.checks))",
                metadata={"tags": ["assertion"]}),
 ]
 for number, cell in enumerate(cells):  # stable ids: a rebuild changes only what the builder changed

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, TINY_PARAMS, run_cli
-from workbench import audit
+from workbench.audit import flow as audit
 
 torch = pytest.importorskip("torch")
 
@@ -255,7 +255,7 @@ def test_positive_control_that_counts_nothing_fails() -> None:
     assert _status(_result(positive_control_count=0))["positive_control"] == "failed"
     assert _status(_result(positive_control_run=False, positive_control_count=None))["positive_control"] == "skipped"
     with pytest.raises(AssertionError, match="positive_control"):
-        from workbench.checks import assert_checks
+        from workbench.core.checks import assert_checks
 
         assert_checks(audit.audit_checks(_result(positive_control_count=0)))
 

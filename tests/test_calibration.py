@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from workbench import calibration as cal
-from workbench.calibrate_cli import main as cli_main
+from workbench.calibration import stats as cal
+from workbench.calibration.cli import main as cli_main
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOK = REPO / "notebooks" / "calibrate_threshold.ipynb"
@@ -311,7 +311,7 @@ def test_write_threshold_without_key(tmp_path):
 
 def test_params_file_still_loads_after_write(tmp_path):
     """The written keys pass the params schema (threshold_source is a known key)."""
-    from workbench.params import load_params
+    from workbench.core.params import load_params
 
     source = REPO / "params" / "tiny-qwen3_5-cpu.yaml"
     if not (REPO / "models" / "tiny-qwen3_5-mtp" / "config.json").exists():
@@ -421,7 +421,7 @@ def test_notebook_from_runs(tmp_path, monkeypatch, fake_runs):
 def test_cli_what_if_questions_needed(capsys):
     assert cli_main(["--accuracy", "0.348", "--questions", "1319", "--min-drop", "0.05"]) == 0
     printed = json.loads(capsys.readouterr().out)
-    from workbench.calibration import questions_needed
+    from workbench.calibration.stats import questions_needed
 
     assert printed["questions_needed"]["questions"] == questions_needed(0.348, 0.05, 1e-3, 0.1)["questions"]
 

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from conftest import TINY_PARAMS, run_cli
-from workbench.params import load_params
+from workbench.core.params import load_params
 
 pytestmark = pytest.mark.vllm
 

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from conftest import REPO, TINY_PARAMS, run_cli
-from workbench.params import CaseParams, ParamsError, load_params, parse_override
+from workbench.core.params import CaseParams, ParamsError, load_params, parse_override
 
 ALL_PARAMS = sorted((REPO / "params").glob("*.yaml"))
 

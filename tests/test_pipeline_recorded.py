@@ -11,10 +11,11 @@ import pytest
 matplotlib.use("Agg")
 
 from conftest import TINY_PARAMS
-from workbench import figures, gsm8k, pipeline
-from workbench.checks import assert_checks, evaluate_checks
-from workbench.compare import first_divergence, output_match
-from workbench.metrics import acceptance_stats, per_prompt_acceptance
+from workbench import gsm8k
+from workbench.correctness import figures, pipeline
+from workbench.core.checks import assert_checks, evaluate_checks
+from workbench.correctness.compare import first_divergence, output_match
+from workbench.correctness.metrics import acceptance_stats, per_prompt_acceptance
 
 
 @pytest.fixture
@@ -165,7 +166,7 @@ def test_html_report_opens_offline_and_hides_code(tmp_path) -> None:
     import nbformat
     from nbformat.v4 import new_code_cell, new_notebook, new_output
 
-    from workbench.report import export_html
+    from workbench.core.notebook import export_html
 
     png = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"0" * 16).decode()
     cell = new_code_cell("secret_code_marker = 1", outputs=[new_output("display_data", data={"image/png": png})])

@@ -1,11 +1,11 @@
-"""Tests for workbench.prompts: the seeded output-match prompt set."""
+"""Tests for workbench.correctness.prompts: the seeded output-match prompt set."""
 
 from __future__ import annotations
 
 import pytest
 
 from workbench.gsm8k import GSM8kItem, build_prompts, load_gsm8k
-from workbench.prompts import (
+from workbench.correctness.prompts import (
     OUTPUT_MATCH_MAX_TOKENS,
     output_match_prompt_set,
     output_match_prompts,

@@ -11,7 +11,7 @@ from safetensors import safe_open
 
 from conftest import REPO
 from workbench import gsm8k
-from workbench.engine import EngineJob, run_engine_job
+from workbench.core.engine import EngineJob, run_engine_job
 from workbench.tinymodel import corpus
 from workbench.tinymodel.synthetic import generate_problems
 

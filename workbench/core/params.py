@@ -13,16 +13,12 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from workbench.gsm8k import SCORERS
+from workbench.core.errors import ParamsError
+from workbench.core.resources import CASES_DIR, DEFAULT_CASE, resolve_case
+from workbench.gsm8k.scorers import SCORERS
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-PARAMS_DIR = REPO_ROOT / "params"
-DEFAULT_PARAMS = PARAMS_DIR / "tiny-qwen3_5-cpu.yaml"
+DEFAULT_PARAMS = CASES_DIR / f"{DEFAULT_CASE}.yaml"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-
-
-class ParamsError(ValueError):
-    """Bad params: the message names the file and the offending key."""
 
 
 class CaseParams(BaseModel):
@@ -116,12 +112,13 @@ def resolve_model_path(value: str, params_file: Path) -> str:
     candidate = (params_file.parent / value).expanduser()
     if candidate.exists():
         if not (candidate / "config.json").exists():
-            raise ParamsError(f"{params_file}: key 'model': {candidate} has no config.json")
+            raise ParamsError(f"{params_file}: key 'model': {candidate} has no config.json", key="model",
+                              path=params_file)
         return str(candidate.resolve())
     looks_like_path = value.startswith((".", "/", "~")) or value.count("/") != 1
     if looks_like_path or not _HUB_ID.match(value):
         raise ParamsError(f"{params_file}: key 'model': model path {value!r} not found "
-                          f"(looked for {candidate.resolve()})")
+                          f"(looked for {candidate.resolve()})", key="model", path=params_file)
     return value  # a hub id: fetched by vLLM on a connected machine
 
 
@@ -130,31 +127,29 @@ def parse_override(key: str, raw: str) -> tuple[str, Any]:
     try:
         return key, yaml.safe_load(raw)
     except yaml.YAMLError as exc:
-        raise ParamsError(f"-p {key}: cannot read value {raw!r} as YAML: {exc}") from exc
+        raise ParamsError(f"-p {key}: cannot read value {raw!r} as YAML: {exc}", key=key) from exc
 
 
 def load_params(path: str | Path, overrides: dict[str, Any] | None = None) -> CaseParams:
     """Read, override and validate a params file; relative model paths become absolute."""
-    path = Path(path)
-    if not path.is_file():
-        raise ParamsError(f"{path}: params file not found")
+    path = resolve_case(path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise ParamsError(f"{path}: not valid YAML: {exc}") from exc
+        raise ParamsError(f"{path}: not valid YAML: {exc}", path=path) from exc
     if not isinstance(data, dict):
-        raise ParamsError(f"{path}: expected a mapping of keys to values, got {type(data).__name__}")
+        raise ParamsError(f"{path}: expected a mapping of keys to values, got {type(data).__name__}", path=path)
     unknown_overrides = sorted(set(overrides or {}) - set(CaseParams.model_fields))
     if unknown_overrides:
         raise ParamsError(f"-p {unknown_overrides[0]}: unknown key (overriding {path}); "
-                          f"known keys: {', '.join(CaseParams.model_fields)}")
+                          f"known keys: {', '.join(CaseParams.model_fields)}", key=unknown_overrides[0], path=path)
     data = {**data, **(overrides or {})}
     unknown = sorted(set(data) - set(CaseParams.model_fields))
     if unknown:
         raise ParamsError(f"{path}: unknown key {unknown[0]!r}" + (f" (and {unknown[1:]})" if unknown[1:] else "")
-                          + f"; known keys: {', '.join(CaseParams.model_fields)}")
+                          + f"; known keys: {', '.join(CaseParams.model_fields)}", key=unknown[0], path=path)
     if "model" not in data:
-        raise ParamsError(f"{path}: key 'model' is required")
+        raise ParamsError(f"{path}: key 'model' is required", key="model", path=path)
     if isinstance(data["model"], str):
         data["model"] = resolve_model_path(data["model"], path)
     if isinstance(data.get("tokenizer"), str):
@@ -163,7 +158,8 @@ def load_params(path: str | Path, overrides: dict[str, Any] | None = None) -> Ca
         return CaseParams(**data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        raise ParamsError(f"{path}: key {_field_of(first)!r}: {first['msg']} (got {first.get('input')!r})") from exc
+        raise ParamsError(f"{path}: key {_field_of(first)!r}: {first['msg']} (got {first.get('input')!r})",
+                          key=_field_of(first), path=path) from exc
 
 
 def case_name(path: str | Path) -> str:

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from workbench import calibration
+from workbench.calibration import stats as calibration
 
 
 def _display(obj: Any) -> None:

@@ -9,7 +9,7 @@ prompts are generated, and the audit asserts that the probe counted nothing.
 How the probe reaches the process that runs the model
     Upstream patches the class in the pytest process and relies on `fork` to carry the patch
     into the engine processes. vLLM's CPU platform forces `spawn`, so that is not enough here.
-    The engine child (spawned like `workbench.engine`'s) sets `WORKBENCH_SYNC_PROBE_LOG`,
+    The engine child (spawned like `workbench.core.engine`'s) sets `WORKBENCH_SYNC_PROBE_LOG`,
     installs the probe into itself before importing vLLM, and puts a generated
     `sitecustomize.py` (run folder `probe/`) first on `PYTHONPATH`: every Python process vLLM
     starts below it (EngineCore, workers; spawned or forked) runs `install_from_env()` at
@@ -58,13 +58,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from workbench.checks import CheckResult
+from workbench.core.checks import CheckResult
 
 if TYPE_CHECKING:  # heavy imports stay out of the probe's import path
     import pandas as pd
 
-    from workbench.engine import ChildState
-    from workbench.params import CaseParams
+    from workbench.core.engine import ChildState
+    from workbench.core.params import CaseParams
 
 PROBE_LOG_ENV = "WORKBENCH_SYNC_PROBE_LOG"
 PROBE_CONTROL_ENV = "WORKBENCH_SYNC_PROBE_CONTROL"
@@ -378,7 +378,7 @@ import os as _os
 
 if _os.environ.get("{env}"):
     try:
-        from workbench.audit import install_from_env as _install
+        from workbench.audit.flow import install_from_env as _install
 
         _install()
     except Exception as _exc:  # never stop an engine process for the probe
@@ -465,7 +465,7 @@ def _audit_body(job: AuditJob, state: ChildState) -> None:
     """Engine up, generate under the probe, then the positive control."""
     from vllm import LLM, SamplingParams
 
-    from workbench.engine import _completion_record, _supported_llm_kwargs
+    from workbench.core.engine import _completion_record, _supported_llm_kwargs
 
     record = state.record
     record.update(llm_pid=os.getpid(), positive_control_run=False,
@@ -501,14 +501,14 @@ def _audit_child_main(job: AuditJob) -> None:
     """Runs in the spawned child: the probe goes in before vLLM is imported, then the audit body."""
     # the probe env and PYTHONPATH (job.env) reach every process vLLM starts; install_from_env
     # puts the probe into this process too
-    from workbench.engine import child_frame
+    from workbench.core.engine import child_frame
 
     child_frame(job, lambda state: _audit_body(job, state), setup=install_from_env)
 
 
 def _run_child(job: AuditJob, timeout_s: float) -> dict[str, Any]:
-    """`workbench.engine.run_engine_job` with this module's child body."""
-    from workbench.engine import run_engine_job
+    """`workbench.core.engine.run_engine_job` with this module's child body."""
+    from workbench.core.engine import run_engine_job
 
     return run_engine_job(job, timeout_s, target=_audit_child_main)
 
@@ -527,8 +527,8 @@ def prepare(params_file: str | Path, overrides: dict[str, Any] | None = None, ru
     """Validate params and write them into the run folder."""
     import yaml
 
-    from workbench.params import load_params
-    from workbench.pipeline import new_run_dir
+    from workbench.core.params import load_params
+    from workbench.correctness.pipeline import new_run_dir
 
     params = load_params(params_file, overrides)
     folder = Path(run_dir) if run_dir else new_run_dir(params_file)
@@ -539,7 +539,7 @@ def prepare(params_file: str | Path, overrides: dict[str, Any] | None = None, ru
 
 def audit_llm_kwargs(params: CaseParams) -> dict[str, Any]:
     """The speculative engine's `vllm.LLM(...)` arguments plus `async_scheduling=True` (as upstream)."""
-    from workbench.pipeline import llm_kwargs
+    from workbench.correctness.pipeline import llm_kwargs
 
     kwargs = llm_kwargs(params, "speculative")
     kwargs["async_scheduling"] = True
@@ -663,8 +663,8 @@ def build_summary(ctx: AuditContext, result: dict[str, Any]) -> dict[str, Any]:
     """summary.json of the audit, same conventions as `pipeline.build_summary`."""
     import platform
 
-    from workbench.params import case_name
-    from workbench.pipeline import _workbench_version, model_config_hash, write_summary
+    from workbench.core.params import case_name
+    from workbench.correctness.pipeline import _workbench_version, model_config_hash, write_summary
 
     versions = dict(result.get("versions", {}))
     versions.update(python=platform.python_version(), model_config_hash=model_config_hash(ctx.params.model),
@@ -698,7 +698,7 @@ def build_summary(ctx: AuditContext, result: dict[str, Any]) -> dict[str, Any]:
 
 def describe_case(ctx: AuditContext) -> str:
     p = ctx.params
-    from workbench.params import case_name
+    from workbench.core.params import case_name
 
     lines = [
         f"**Case** `{case_name(ctx.params_file)}` — {p.description or p.model}",

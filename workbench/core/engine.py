@@ -1,4 +1,4 @@
-"""Real `vllm.LLM` runs, each in its own child process.
+"""Real `vllm.LLM` runs, each in its own child process: the frame every flow's engine child runs in.
 
 Why a child: vLLM's CPU backend wants engines started under `__main__` or in a spawned
 process, teardown between two engines in one process is fragile, and a crash in the child
@@ -20,31 +20,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from workbench.core.errors import EngineError
+
 SPEC_COUNTERS = (
     "vllm:spec_decode_num_drafts",
     "vllm:spec_decode_num_draft_tokens",
     "vllm:spec_decode_num_accepted_tokens",
     "vllm:spec_decode_num_accepted_tokens_per_pos",
 )
-
-
-class EngineError(RuntimeError):
-    """An engine could not start or generate; the message carries the cause and log tail."""
-
-
-@dataclass
-class EngineJob:
-    """Everything the child needs: plain data only, so it pickles across spawn."""
-
-    label: str
-    llm_kwargs: dict[str, Any]
-    gsm8k_prompts: list[str]
-    gsm8k_sampling: dict[str, Any]
-    match_prompts: list[str]
-    match_sampling: dict[str, Any]
-    record_path: str
-    log_path: str
-    env: dict[str, str] = field(default_factory=dict)
 
 
 def read_spec_counters(metrics: list[Any]) -> dict[str, Any]:
@@ -81,7 +64,7 @@ def top_logprobs(position_logprobs: dict[int, Any]) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda row: -row["logprob"])
 
 
-def _completion_record(prompt_id: int, output: Any) -> dict[str, Any]:
+def completion_record(prompt_id: int, output: Any) -> dict[str, Any]:
     completion = output.outputs[0]
     spec = getattr(completion, "spec_decode_metrics", None)
     record = {
@@ -96,7 +79,7 @@ def _completion_record(prompt_id: int, output: Any) -> dict[str, Any]:
     return record
 
 
-def _generate(llm: Any, prompts: list[str], sampling: dict[str, Any]) -> tuple[list[dict], float, dict]:
+def generate(llm: Any, prompts: list[str], sampling: dict[str, Any]) -> tuple[list[dict], float, dict]:
     from vllm import SamplingParams
 
     before = read_spec_counters(llm.get_metrics())
@@ -104,10 +87,10 @@ def _generate(llm: Any, prompts: list[str], sampling: dict[str, Any]) -> tuple[l
     outputs = llm.generate(prompts, SamplingParams(**sampling), use_tqdm=False)
     seconds = time.perf_counter() - started
     counters = counters_delta(read_spec_counters(llm.get_metrics()), before)
-    return [_completion_record(i, out) for i, out in enumerate(outputs)], seconds, counters
+    return [completion_record(i, out) for i, out in enumerate(outputs)], seconds, counters
 
 
-def _supported_llm_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+def supported_llm_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
     """Drop observability keys an older vLLM (e.g. CUDA 0.26) does not know."""
     from dataclasses import fields as dc_fields
 
@@ -147,12 +130,23 @@ class ChildState:
     llm: Any = None
 
 
-def child_frame(job: Any, body: Callable[[ChildState], None], setup: Callable[[], None] | None = None) -> None:
+def _record_text(record: dict[str, Any], record_model: Any) -> str:
+    """The record as its model validates it; a record that does not validate is written raw with why."""
+    if record_model is not None:
+        try:
+            return record_model.model_validate(record).model_dump_json()
+        except Exception as exc:  # never lose the record: keep it raw and say so
+            record = {**record, "ok": False, "error": f"record does not match {record_model.__name__}: {exc}"}
+    return json.dumps(record, default=str)
+
+
+def child_frame(job: Any, body: Callable[[ChildState], None], setup: Callable[[], None] | None = None,
+                record_model: Any = None) -> None:
     """The frame every engine child runs in, whatever its body does.
 
     Output goes to the job's log, the job's environment is set (then `setup` runs, before vLLM is
-    imported), the record always lands on disk (with the error when the body raised), vLLM is shut
-    down, and the exit code says whether the body finished.
+    imported), the record always lands on disk (with the error when the body raised; validated by
+    `record_model` when given), vLLM is shut down, and the exit code says whether the body finished.
     """
     log = open(job.log_path, "a", buffering=1, encoding="utf-8")
     os.dup2(log.fileno(), 1)
@@ -175,31 +169,10 @@ def child_frame(job: Any, body: Callable[[ChildState], None], setup: Callable[[]
         state.record["traceback"] = traceback.format_exc()
         traceback.print_exc()
     finally:
-        Path(job.record_path).write_text(json.dumps(state.record, default=str), encoding="utf-8")
+        Path(job.record_path).write_text(_record_text(state.record, record_model), encoding="utf-8")
         shutdown_engine(state.llm)
         log.flush()
         os._exit(0 if state.record["ok"] else 1)
-
-
-def _correctness_body(job: EngineJob, state: ChildState) -> None:
-    """Build the engine, generate the GSM8k and the output-match prompts."""
-    from vllm import LLM
-
-    record = state.record
-    started = time.perf_counter()
-    state.llm = LLM(**_supported_llm_kwargs(job.llm_kwargs))
-    record["init_s"] = time.perf_counter() - started
-    gsm8k, seconds, counters = _generate(state.llm, job.gsm8k_prompts, job.gsm8k_sampling)
-    output_tokens = sum(len(r["token_ids"]) for r in gsm8k)
-    record.update(gsm8k=gsm8k, generate_s=seconds, output_tokens=output_tokens,
-                  output_tokens_per_s=output_tokens / seconds if seconds > 0 else None, spec_counters=counters)
-    match, match_seconds, match_counters = _generate(state.llm, job.match_prompts, job.match_sampling)
-    record.update(output_match=match, match_generate_s=match_seconds, match_spec_counters=match_counters)
-
-
-def _child_main(job: EngineJob) -> None:
-    """Runs in the spawned process: the correctness body in the common child frame."""
-    child_frame(job, lambda state: _correctness_body(job, state))
 
 
 def _log_tail(path: Path, lines: int = 40) -> str:
@@ -218,14 +191,14 @@ class RunningEngine:
     started: float
 
 
-def start_engine_job(job: Any, target: Callable[[Any], None] | None = None) -> RunningEngine:
+def start_engine_job(job: Any, target: Callable[[Any], None]) -> RunningEngine:
     """Spawn the child that builds one engine and generates; return at once."""
     record_path, log_path = Path(job.record_path), Path(job.log_path)
     record_path.parent.mkdir(parents=True, exist_ok=True)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     record_path.unlink(missing_ok=True)
     context = multiprocessing.get_context("spawn")
-    process = context.Process(target=target or _child_main, args=(job,), name=f"engine-{job.label}")
+    process = context.Process(target=target, args=(job,), name=f"engine-{job.label}")
     started = time.perf_counter()
     process.start()
     return RunningEngine(job, process, started)
@@ -251,10 +224,10 @@ def wait_engine_job(running: RunningEngine, timeout_s: float) -> dict[str, Any]:
     return record
 
 
-def run_engine_job(job: Any, timeout_s: float, target: Callable[[Any], None] | None = None) -> dict[str, Any]:
+def run_engine_job(job: Any, timeout_s: float, target: Callable[[Any], None]) -> dict[str, Any]:
     """Run one engine in a spawned child; return its record or raise `EngineError`.
 
-    `target` is the child's body (default: `_child_main`); any job with `label`, `record_path`
-    and `log_path` works, so the audit reuses this runner with its own child.
+    `target` is the child's entry point; any job with `label`, `record_path` and `log_path`
+    works, so the correctness and the audit flows run their own bodies in the same frame.
     """
     return wait_engine_job(start_engine_job(job, target), timeout_s)

@@ -22,16 +22,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from workbench.calibration import (CalibrationError, calibrate, calibrate_from_runs, questions_needed, to_json,
-                                   write_threshold)
-from workbench.params import REPO_ROOT, ParamsError
+from workbench.calibration.stats import calibrate, calibrate_from_runs, questions_needed, to_json, write_threshold
+from workbench.core.errors import CalibrationError, ExitCode, NotebookError, WorkbenchError
+from workbench.core.records import CalibrationHeadline, RunSummary
+from workbench.core.resources import default_results_dir, notebook_path
+from workbench.core.rundir import write_summary
 
-EXIT_OK, EXIT_BAD_INPUT, EXIT_ERROR = 0, 2, 3
-NOTEBOOK = REPO_ROOT / "notebooks" / "calibrate_threshold.ipynb"
+NOTEBOOK = notebook_path("calibrate_threshold.ipynb")
 
 
 def default_out_dir() -> Path:
-    return REPO_ROOT / "results" / f"calibration-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    return default_results_dir() / f"calibration-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
 
 
 def run_calibration(run_dirs: list[Path], out_dir: Path, scorer: str = "upstream", max_false_failure: float = 1e-3,
@@ -41,11 +42,16 @@ def run_calibration(run_dirs: list[Path], out_dir: Path, scorer: str = "upstream
     The single place where the RUN_DIR form produces its output folder: executing
     notebooks/calibrate_threshold.ipynb with papermill (and report.html) slots in here.
     """
-    from workbench.report import execute, export_html
+    from workbench.core.notebook import execute, export_html
 
     result = calibrate_from_runs(run_dirs, scorer, max_false_failure, threshold)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "calibration.json").write_text(to_json(result), encoding="utf-8")  # kept even if the notebook fails
+    write_summary(out_dir, RunSummary(kind="calibration", passed=True, calibration=CalibrationHeadline(
+        runs=result["runs"], accuracy=result["accuracy"], questions=result["questions"],
+        recommended_threshold=result["recommended_threshold"],
+        false_failure_probability=result["false_failure_probability"],
+        output_match_mode=result.get("output_match_mode"))))
     executed = out_dir / NOTEBOOK.name
     outcome = execute(NOTEBOOK, executed, {
         "run_dirs": [str(Path(d).resolve()) for d in run_dirs], "threshold": threshold,
@@ -53,12 +59,8 @@ def run_calibration(run_dirs: list[Path], out_dir: Path, scorer: str = "upstream
     if executed.exists():
         export_html(executed, out_dir / "report.html")
     if outcome.status != "ok":
-        raise CalibrationNotebookError(f"{NOTEBOOK.name} failed: {outcome.message} (see {executed})")
+        raise NotebookError(f"{NOTEBOOK.name} failed: {outcome.message} (see {executed})", path=executed)
     return result
-
-
-class CalibrationNotebookError(RuntimeError):
-    """The calibration notebook did not run through (exit 3); calibration.json is still written."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -91,9 +93,8 @@ def launch_runs(params_file: Path, vary: tuple[str, str] | None, overrides: dict
 
     A run whose checks fail still measured what calibration needs; an engine error stops here.
     """
-    from workbench.cli import EXIT_ERROR as RUN_ERROR
-    from workbench.cli import run_notebook_case
-    from workbench.params import load_params, parse_override
+    from workbench.core.notebook import run_notebook_case
+    from workbench.core.params import load_params, parse_override
 
     key, values = vary if vary else ("seed", str(load_params(params_file, overrides).seed))
     run_dirs = []
@@ -103,8 +104,8 @@ def launch_runs(params_file: Path, vary: tuple[str, str] | None, overrides: dict
         run_dir = out_dir / "runs" / f"{key}-{raw}"
         with contextlib.redirect_stdout(sys.stderr):  # stdout carries the calibration JSON only
             code = run_notebook_case("mtp_correctness.ipynb", params_file, run_overrides, run_dir)
-        if code == RUN_ERROR:
-            raise CalibrationNotebookError(f"launched run {run_dir} stopped on an engine error")
+        if code == ExitCode.ERROR:
+            raise NotebookError(f"launched run {run_dir} stopped on an engine error", path=run_dir)
         run_dirs.append(run_dir)
     return run_dirs
 
@@ -147,7 +148,7 @@ def main(argv: list[str]) -> int:
     try:
         _validate(args)
         if args.launch is not None:
-            from workbench.params import parse_override
+            from workbench.core.params import parse_override
 
             out_dir = (args.out or default_out_dir()).resolve()
             overrides = dict(parse_override(k, v) for k, v in args.param)
@@ -164,19 +165,19 @@ def main(argv: list[str]) -> int:
             source = "what-if numbers (no runs)"
         if args.write is not None:
             write_threshold(args.write, result, source)
-    except (CalibrationError, FileNotFoundError, ParamsError) as exc:
+    except FileNotFoundError as exc:
         print(f"workbench calibrate: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except CalibrationNotebookError as exc:
+        return int(ExitCode.BAD_INPUT)
+    except WorkbenchError as exc:
         print(f"workbench calibrate: error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+        return int(exc.exit_code)
     sys.stdout.write(to_json(result))
     if args.run_dirs:
         print(f"[workbench] calibration: {out_dir / 'calibration.json'}, report: {out_dir / 'report.html'}",
               file=sys.stderr)
     if args.write is not None:
         print(f"[workbench] wrote threshold {result['recommended_threshold']} to {args.write}", file=sys.stderr)
-    return EXIT_OK
+    return int(ExitCode.OK)
 
 
 if __name__ == "__main__":

@@ -37,13 +37,12 @@ from scipy import optimize, stats
 from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.proportion import proportion_confint
 
+from workbench.core.errors import CalibrationError, RecordError
+from workbench.core.records import load_summary
+
 DEFAULT_POWER = 0.9
 GSM8K_TEST_SIZE = 1319
 HUMAN_DIGITS = 3  # recommended thresholds are written with at most 3 decimals
-
-
-class CalibrationError(ValueError):
-    """Bad calibration input: the message names the folder, file or value at fault."""
 
 
 # --------------------------------------------------------------------------- helpers
@@ -470,23 +469,35 @@ def _as_bool(series: pd.Series, where: str) -> list[bool]:
 
 
 def load_runs(run_dirs: list[Path]) -> list[dict[str, Any]]:
-    """Finished run folders -> [{run_dir, summary (dict), questions (DataFrame of questions.csv)}]."""
+    """Finished correctness run folders -> [{run_dir, summary (RunSummary), questions (questions.csv)}].
+
+    summary.json is read through the typed record; a folder of another kind, one that ended in an
+    error, or one with an empty questions.csv is refused with its name.
+    """
     if not run_dirs:
         raise CalibrationError("no run folders given")
     runs = []
     for raw in run_dirs:
         folder = Path(raw)
         if not folder.is_dir():
-            raise CalibrationError(f"run folder not found: {folder}")
-        summary_path, questions_path = folder / "summary.json", folder / "questions.csv"
-        for path in (summary_path, questions_path):
+            raise CalibrationError(f"run folder not found: {folder}", path=folder)
+        questions_path = folder / "questions.csv"
+        for path in (folder / "summary.json", questions_path):
             if not path.is_file():
-                raise CalibrationError(f"{folder}: missing {path.name} (not a finished run folder?)")
+                raise CalibrationError(f"{folder}: missing {path.name} (not a finished run folder?)", path=path)
         try:
-            summary = json.loads(summary_path.read_text(encoding="utf-8"))
-        except ValueError as exc:
-            raise CalibrationError(f"{summary_path}: not valid JSON ({exc})") from exc
-        questions = pd.read_csv(questions_path, keep_default_na=False)
+            summary = load_summary(folder)
+        except RecordError as exc:
+            raise CalibrationError(str(exc), path=exc.path, key=exc.key) from exc
+        if summary.kind != "correctness":
+            raise CalibrationError(f"{folder}: a {summary.kind} run, not a correctness run", path=folder)
+        if summary.error:
+            raise CalibrationError(f"{folder}: the run ended in an error, its numbers are incomplete: "
+                                   f"{summary.error.splitlines()[0]}", path=folder)
+        try:
+            questions = pd.read_csv(questions_path, keep_default_na=False)
+        except pd.errors.EmptyDataError:
+            raise CalibrationError(f"{questions_path}: empty", path=questions_path) from None
         runs.append({"run_dir": str(folder), "summary": summary, "questions": questions})
     return runs
 
@@ -519,10 +530,11 @@ def calibrate_from_runs(run_dirs: list[Path], scorer: str = "upstream", max_fals
     accuracy = float(np.mean(ref_acc))
     first = runs[0]
     paired = paired_comparison(correctness(first, "reference", scorer), correctness(first, "speculative", scorer))
-    lengths = [r["summary"].get("speculative", {}).get("acceptance_length") for r in runs]
-    matches = [r["summary"]["output_match"] for r in runs if (r["summary"].get("output_match") or {}).get("total")]
+    lengths = [r["summary"].speculative.acceptance_length if r["summary"].speculative else None for r in runs]
+    matches = [r["summary"].output_match.model_dump() for r in runs
+               if r["summary"].output_match is not None and r["summary"].output_match.total]
     result = calibrate(accuracy, questions, threshold, max_false_failure)
-    current = first["summary"].get("threshold")
+    current = first["summary"].threshold
     result.update(
         runs=[r["run_dir"] for r in runs],
         scorer=scorer,

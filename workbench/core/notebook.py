@@ -1,14 +1,23 @@
-"""Execute a notebook with papermill and render the self-contained HTML report with nbconvert."""
+"""The notebook runner: execute a flow's notebook with papermill into a run folder, render the
+self-contained HTML report with nbconvert, and map how it ended to an exit code."""
 
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+from workbench.core.errors import ExitCode
+from workbench.core.params import load_params
+from workbench.core.records import RunSummary, load_summary
+from workbench.core.resources import notebook_path
+from workbench.core.rundir import new_run_dir, write_summary
+
 KERNEL_NAME = "mtp-workbench"
-TEMPLATES = Path(__file__).resolve().parent / "templates"  # workbench_report: lab without web-loaded scripts
+TEMPLATES = Path(str(files("workbench") / "templates"))  # workbench_report: lab without web-loaded scripts
 
 
 @dataclass
@@ -74,3 +83,37 @@ def export_html(executed: Path, html: Path, show_input: bool = False, drop_tags:
     body, _ = exporter.from_notebook_node(notebook)
     html.write_text(body, encoding="utf-8")
     return html
+
+
+def run_notebook_case(notebook: str, params_file: Path, overrides: dict[str, Any], out: Path | None,
+                      show_input: bool = False) -> ExitCode:
+    """Validate, execute the notebook into a run folder, render the report, map the outcome to an exit code.
+
+    Params errors raise `ParamsError` before anything starts (the caller exits 2).
+    """
+    params = load_params(params_file, overrides)
+    run_dir = (out or new_run_dir(params_file)).resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    executed = run_dir / notebook
+    print(f"[workbench] {params_file} -> {run_dir}", flush=True)
+    outcome = execute(notebook_path(notebook), executed,
+                      {"params_file": str(Path(params_file).resolve()), "overrides": overrides,
+                       "run_dir": str(run_dir)}, cwd=run_dir)
+    html = None
+    if executed.exists():
+        html = export_html(executed, run_dir / "report.html", show_input=show_input)
+    summary_path = run_dir / "summary.json"
+    if outcome.status == "error":
+        summary = load_summary(run_dir) if summary_path.exists() else RunSummary(
+            kind="audit" if notebook.startswith("no_sync") else "correctness", params=params)
+        write_summary(run_dir, summary.model_copy(update={"error": outcome.message, "passed": False}))
+    print(f"[workbench] report: {html or '(not written: the notebook did not start)'}", flush=True)
+    print(f"[workbench] summary: {summary_path}", flush=True)
+    if outcome.status == "ok":
+        print("[workbench] PASSED", flush=True)
+        return ExitCode.OK
+    if outcome.status == "assertion":
+        print(f"[workbench] FAILED {outcome.message}", flush=True)
+        return ExitCode.CHECKS_FAILED
+    print(f"[workbench] ERROR {outcome.message}", file=sys.stderr, flush=True)
+    return ExitCode.ERROR

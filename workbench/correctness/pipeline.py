@@ -1,36 +1,36 @@
 """The correctness run, stage by stage: params -> engine runs -> records -> scores -> comparisons.
 
-Each stage takes and returns plain data and writes what it produced into the run folder at
-once, so a failure later on (an engine crash, a failed check) loses nothing already computed.
+Each stage writes what it produced into the run folder at once, so a failure later on (an
+engine crash, a failed check) loses nothing already computed. Engine records are written by the
+children as `EngineRecord`, output_match.json as `OutputMatch`, summary.json as `RunSummary`.
 The notebook `notebooks/mtp_correctness.ipynb` calls these functions and nothing else of note.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import platform
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
-from workbench import gsm8k, prompts
-from workbench.checks import evaluate_checks
-from workbench.compare import (default_tie_margin, first_divergence, gsm8k_divergences, model_dtype, output_match,
-                               required_matches)
-from workbench.engine import EngineError, EngineJob, run_engine_job, start_engine_job, wait_engine_job
-from workbench.metrics import acceptance_stats, per_prompt_acceptance
-from workbench.params import REPO_ROOT, CaseParams, case_name, load_params
+from workbench import gsm8k
+from workbench.correctness import prompts
+from workbench.core.checks import all_passed, evaluate_checks
+from workbench.core.engine import run_engine_job, start_engine_job, wait_engine_job
+from workbench.core.errors import EngineError
+from workbench.core.params import CaseParams, case_name
+from workbench.core.records import (EngineSummary, EngineVersions, OutputMatch, OutputMatchSummary, RunSummary,
+                                    SpeculativeSummary, Timings, write_record)
+from workbench.core.rundir import open_run_folder, run_versions, write_summary
+from workbench.correctness import checks as _registers_correctness_checks  # noqa: F401  (registration)
+from workbench.correctness.compare import (default_tie_margin, first_divergence, gsm8k_divergences, model_dtype,
+                                           output_match, required_matches)
+from workbench.correctness.generation import EngineJob, correctness_child
+from workbench.correctness.metrics import acceptance_stats, per_prompt_acceptance
 
-RESULTS_DIR = REPO_ROOT / "results"
 RUN_LABELS = ("reference", "speculative")
-MATCH_SUMMARY_KEYS = ("matched", "total", "share", "required_share", "by_kind", "mode", "required_matches",
-                      "judged_matched", "judged_share", "near_ties", "divergences", "top_n", "tie_margin",
-                      "tie_margin_source")
 
 
 @dataclass
@@ -46,23 +46,15 @@ class RunContext:
     match_prompts: list[str]
 
 
-def new_run_dir(params_file: str | Path, root: Path = RESULTS_DIR) -> Path:
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    return root / f"{case_name(params_file)}-{stamp}"
-
-
 def prepare(params_file: str | Path, overrides: dict[str, Any] | None = None, run_dir: str | Path = "") -> RunContext:
     """Validate params, build every prompt, and write them into the run folder."""
-    params = load_params(params_file, overrides)
-    folder = Path(run_dir) if run_dir else new_run_dir(params_file)
-    (folder / "records").mkdir(parents=True, exist_ok=True)
+    params, folder = open_run_folder(params_file, overrides, run_dir)
     test = gsm8k.load_gsm8k("test", params.dataset)
     train = gsm8k.load_gsm8k("train", params.dataset)
     questions = test[: params.num_questions] if params.num_questions else test
     gsm8k_prompts = gsm8k.build_prompts(questions, train, params.num_shots)
     match_set = prompts.output_match_prompt_set(params.output_match_prompts, params.seed,
                                                 params.output_match_gsm8k_share, train, test)
-    (folder / "params.yaml").write_text(yaml.safe_dump(params.model_dump(), sort_keys=False), encoding="utf-8")
     (folder / "records" / "prompts.json").write_text(json.dumps({
         "gsm8k": [{"question_id": q.question_id, "prompt": p} for q, p in zip(questions, gsm8k_prompts)],
         "output_match": [{"prompt_id": i, "kind": m.kind, "prompt": m.text} for i, m in enumerate(match_set)],
@@ -135,7 +127,8 @@ def _with_question_ids(ctx: RunContext, record: dict[str, Any]) -> dict[str, Any
 
 def run_engine(ctx: RunContext, label: str) -> dict[str, Any]:
     """Run the reference or the speculative engine alone."""
-    return _with_question_ids(ctx, run_engine_job(engine_job(ctx, label), ctx.params.engine_timeout_s))
+    return _with_question_ids(ctx, run_engine_job(engine_job(ctx, label), ctx.params.engine_timeout_s,
+                                                  correctness_child))
 
 
 def run_engines(ctx: RunContext) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -146,7 +139,7 @@ def run_engines(ctx: RunContext) -> tuple[dict[str, Any], dict[str, Any]]:
     """
     if not ctx.params.parallel_engines:
         return run_engine(ctx, "reference"), run_engine(ctx, "speculative")
-    running = [start_engine_job(engine_job(ctx, label)) for label in RUN_LABELS]
+    running = [start_engine_job(engine_job(ctx, label), correctness_child) for label in RUN_LABELS]
     results: list[dict[str, Any] | EngineError] = []
     for handle in running:
         try:
@@ -194,7 +187,7 @@ def compare_outputs(ctx: RunContext, reference: dict, speculative: dict) -> dict
                           ctx.params.required_match_share, ctx.params.match_mode, ctx.params.match_logprobs, margin)
     result["tie_margin_source"] = margin_source
     result["gsm8k_divergences"] = gsm8k_divergences(reference["gsm8k"], speculative["gsm8k"])
-    (ctx.run_dir / "output_match.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
+    write_record(ctx.run_dir / "output_match.json", OutputMatch.model_validate(result))
     return result
 
 
@@ -205,67 +198,41 @@ def acceptance(speculative: dict) -> dict[str, Any]:
     return stats
 
 
-def model_config_hash(model: str) -> str:
-    """sha256 of the checkpoint's config.json; of the id when the model lives on a hub."""
-    config = Path(model) / "config.json"
-    payload = config.read_bytes() if config.is_file() else model.encode()
-    return hashlib.sha256(payload).hexdigest()[:16]
-
-
 def timings(record: dict) -> dict[str, Any]:
     keys = ("init_s", "generate_s", "output_tokens", "output_tokens_per_s", "match_generate_s", "wall_s")
     return {k: record.get(k) for k in keys}
 
 
 def build_summary(ctx: RunContext, reference: dict, speculative: dict, table: pd.DataFrame,
-                  match: dict, accept: dict) -> dict[str, Any]:
-    """summary.json: every number the report shows, plus the checks and `passed`."""
+                  match: dict, accept: dict) -> RunSummary:
+    """summary.json: every number the report shows, plus the registered checks and `passed`."""
     params = ctx.params
     scorer = params.primary_scorer
     ref_acc, spec_acc = accuracy_by_scorer(table, "reference"), accuracy_by_scorer(table, "speculative")
-    versions = dict(reference.get("versions", {}))
-    versions.update(python=platform.python_version(), model_config_hash=model_config_hash(params.model),
-                    workbench=_workbench_version())
-    summary: dict[str, Any] = {
-        "case": case_name(ctx.params_file),
-        "params": params.model_dump(),
-        "primary_scorer": scorer,
-        "num_questions": len(ctx.questions),
-        "threshold": params.threshold,
-        "margin": min(ref_acc[scorer], spec_acc[scorer]) - params.threshold,
-        "reference": {"accuracy": ref_acc, "timings": timings(reference)},
-        "speculative": {
-            "accuracy": spec_acc, "timings": timings(speculative),
-            "acceptance_rate": accept["acceptance_rate"], "acceptance_length": accept["acceptance_length"],
-            "acceptance_rate_per_position": accept["acceptance_rate_per_position"],
-            "counters": {k: accept[k] for k in ("num_drafts", "num_draft_tokens", "num_accepted_tokens",
-                                                 "num_accepted_tokens_per_pos")},
-        },
-        "output_match": {k: match[k] for k in MATCH_SUMMARY_KEYS if k in match},
-        "gsm8k_identical_completions": int(table["first_divergent_token"].isna().sum()),
-        "versions": versions,
-        "error": None,
-    }
-    checks = [c.as_dict() for c in evaluate_checks(summary)]
-    summary["checks"] = checks
-    summary["passed"] = all(c["status"] != "failed" for c in checks)
+    summary = RunSummary(
+        kind="correctness",
+        case=case_name(ctx.params_file),
+        params=params,
+        primary_scorer=scorer,
+        num_questions=len(ctx.questions),
+        threshold=params.threshold,
+        margin=min(ref_acc[scorer], spec_acc[scorer]) - params.threshold,
+        reference=EngineSummary(accuracy=ref_acc, timings=Timings(**timings(reference))),
+        speculative=SpeculativeSummary(
+            accuracy=spec_acc, timings=Timings(**timings(speculative)),
+            acceptance_rate=accept["acceptance_rate"], acceptance_length=accept["acceptance_length"],
+            acceptance_rate_per_position=accept["acceptance_rate_per_position"],
+            counters={k: accept[k] for k in ("num_drafts", "num_draft_tokens", "num_accepted_tokens",
+                                             "num_accepted_tokens_per_pos")}),
+        output_match=OutputMatchSummary.model_validate(
+            {k: v for k, v in match.items() if k in OutputMatchSummary.model_fields}),
+        gsm8k_identical_completions=int(table["first_divergent_token"].isna().sum()),
+        versions=run_versions(EngineVersions.model_validate(reference.get("versions", {})), params.model),
+    )
+    summary.checks = evaluate_checks(summary)
+    summary.passed = all_passed(summary.checks)
     write_summary(ctx.run_dir, summary)
     return summary
-
-
-def write_summary(run_dir: Path, summary: dict[str, Any]) -> Path:
-    path = Path(run_dir) / "summary.json"
-    path.write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
-    return path
-
-
-def _workbench_version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("mtp-workbench")
-    except Exception:  # not installed as a distribution (e.g. run from a checkout)
-        return "dev"
 
 
 # ------------------------------------------------------------------ tables the notebook shows
@@ -344,5 +311,5 @@ def disagreement_frame(table: pd.DataFrame, scorer: str, limit: int = 20) -> pd.
     return differ[columns].head(limit).set_index("question_id")
 
 
-def checks_frame(summary: dict[str, Any]) -> pd.DataFrame:
-    return pd.DataFrame(summary["checks"]).set_index("name")
+def checks_frame(summary: RunSummary) -> pd.DataFrame:
+    return pd.DataFrame([c.model_dump() for c in summary.checks]).set_index("name")
