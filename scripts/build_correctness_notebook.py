@@ -1,3 +1,6 @@
+"""Builds workbench/resources/notebooks/mtp_correctness.ipynb (clean, stable cell ids): python THIS [OUT]."""
+import sys
+
 import nbformat
 from nbformat.v4 import new_notebook, new_code_cell, new_markdown_cell
 cells = [
@@ -47,4 +50,5 @@ for number, cell in enumerate(cells):  # stable ids: a rebuild changes only what
 nb = new_notebook(cells=cells, metadata={
   "kernelspec": {"display_name": "mtp-workbench", "language": "python", "name": "mtp-workbench"},
   "language_info": {"name": "python"}})
-nbformat.write(nb, "notebooks/mtp_correctness.ipynb")
+nbformat.validate(nb)
+nbformat.write(nb, sys.argv[1] if len(sys.argv) > 1 else "workbench/resources/notebooks/mtp_correctness.ipynb")

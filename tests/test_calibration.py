@@ -203,7 +203,8 @@ def _fake_run(folder: Path, ref: list[bool], spec: list[bool], acceptance_length
     }).to_csv(folder / "questions.csv", index=False)
     acc = lambda flags: sum(flags) / n  # noqa: E731
     summary = {
-        "params": {"threshold": threshold}, "threshold": threshold, "primary_scorer": "upstream",
+        "kind": "correctness", "params": {"model": "fake/model", "threshold": threshold}, "threshold": threshold,
+        "primary_scorer": "upstream",
         "num_questions": n, "margin": min(acc(ref), acc(spec)) - threshold,
         "reference": {"accuracy": {"upstream": acc(ref)}, "timings": {}},
         "speculative": {"accuracy": {"upstream": acc(spec)}, "timings": {}, "acceptance_rate": 0.8,

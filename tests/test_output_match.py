@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from workbench.core.checks import output_match_check
+from workbench.correctness.checks import output_match_check
 from workbench.correctness.compare import (classify_divergence, default_tie_margin, model_dtype, output_match, required_matches,
                                top2_margin)
 

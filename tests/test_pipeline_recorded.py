@@ -100,21 +100,21 @@ def test_summary_has_the_promised_keys(ctx, recorded) -> None:
     assert {"matched", "total"} <= set(on_disk["output_match"])
     assert {"init_s", "generate_s", "output_tokens_per_s"} <= set(on_disk["reference"]["timings"])
     assert {"vllm", "torch", "python", "model_config_hash"} <= set(on_disk["versions"])
-    assert summary["passed"] is True
+    assert summary.passed is True
 
 
 def test_threshold_zero_is_skipped_never_passed(ctx, recorded) -> None:
     summary = summary_for(ctx, recorded, threshold=0.0, min_acceptance_length=None)
-    statuses = {c["name"]: c["status"] for c in summary["checks"]}
+    statuses = {c.name: c.status for c in summary.checks}
     assert statuses["reference_accuracy"] == "skipped" and statuses["speculative_accuracy"] == "skipped"
     assert statuses["acceptance_length"] == "skipped"
 
 
 def test_failed_checks_raise_with_names_and_numbers(ctx, recorded) -> None:
     summary = summary_for(ctx, recorded, threshold=0.99, min_acceptance_length=1.99)
-    assert summary["passed"] is False
+    assert summary.passed is False
     with pytest.raises(AssertionError) as info:
-        assert_checks(summary["checks"])
+        assert_checks(summary.checks)
     message = str(info.value)
     for name in ("reference_accuracy", "speculative_accuracy", "acceptance_length"):
         assert name in message
@@ -129,10 +129,10 @@ def test_output_match_check_fails_below_required_share(ctx, recorded) -> None:
     table = pipeline.score(ctx, recorded["reference"], spec)
     match = pipeline.compare_outputs(ctx, recorded["reference"], spec)
     summary = pipeline.build_summary(ctx, recorded["reference"], spec, table, match, pipeline.acceptance(spec))
-    check = {c.name: c.as_dict() for c in evaluate_checks(summary)}["output_match"]
+    check = {c.name: c for c in evaluate_checks(summary)}["output_match"]
     # 5 texts changed with their tokens intact: divergences; a near-tie among them still counts (tie_aware)
-    assert check["status"] == "failed"
-    assert check["observed"] == pytest.approx((5 + match["near_ties"]["total"]) / 10) and match["matched"] == 5
+    assert check.status == "failed"
+    assert check.observed == pytest.approx((5 + match["near_ties"]["total"]) / 10) and match["matched"] == 5
 
 
 def test_figures_render(ctx, recorded) -> None:
@@ -154,8 +154,8 @@ def test_summarize_prints_the_run_numbers(ctx, recorded, capsys) -> None:
     summary = summary_for(ctx, recorded)
     assert summarize_main([str(ctx.run_dir)]) == 0
     table = capsys.readouterr().out
-    assert f"{summary['speculative']['acceptance_length']:.4f}" in table
-    assert f"{summary['output_match']['matched']}/{summary['output_match']['total']}" in table
+    assert f"{summary.speculative.acceptance_length:.4f}" in table
+    assert f"{summary.output_match.matched}/{summary.output_match.total}" in table
     assert summarize_main([str(ctx.run_dir / "nowhere")]) == 2
 
 
@@ -201,8 +201,8 @@ def test_recorded_near_tie_is_classified_from_real_logprobs(ctx, recorded) -> No
 
 
 def test_match_mode_exact_judges_identical_texts_only(ctx, recorded) -> None:
-    tie_aware = summary_for(ctx, recorded, match_mode="tie_aware")["output_match"]
-    exact = summary_for(ctx, recorded, match_mode="exact")["output_match"]
+    tie_aware = summary_for(ctx, recorded, match_mode="tie_aware").output_match.model_dump()
+    exact = summary_for(ctx, recorded, match_mode="exact").output_match.model_dump()
     assert exact["judged_matched"] == exact["matched"] == tie_aware["matched"]
     assert tie_aware["judged_matched"] == tie_aware["matched"] + tie_aware["near_ties"]["total"]
     assert exact["near_ties"] == tie_aware["near_ties"]  # near-ties are reported in both modes

@@ -11,7 +11,8 @@ from safetensors import safe_open
 
 from conftest import REPO
 from workbench import gsm8k
-from workbench.core.engine import EngineJob, run_engine_job
+from workbench.core.engine import run_engine_job
+from workbench.correctness.generation import EngineJob, correctness_child
 from workbench.tinymodel import corpus
 from workbench.tinymodel.synthetic import generate_problems
 
@@ -90,7 +91,7 @@ def test_micro_model_trains_exports_and_speculates_in_vllm(tmp_path: Path) -> No
         match_prompts=["Hello"], match_sampling={"temperature": 0.0, "max_tokens": 4},
         record_path=str(tmp_path / "rec.json"), log_path=str(tmp_path / "engine.log"),
         env={"VLLM_CPU_KVCACHE_SPACE": "1"})
-    record = run_engine_job(job, timeout_s=900)
+    record = run_engine_job(job, timeout_s=900, target=correctness_child)
     assert len(record["gsm8k"][0]["token_ids"]) == 8  # generated with the micro weights
     assert record["spec_counters"]["vllm:spec_decode_num_drafts"] > 0  # MTP drafted
     import psutil

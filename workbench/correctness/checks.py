@@ -6,7 +6,7 @@ Each quotes observed, required and the rule, as vLLM's test assertions do.
 from __future__ import annotations
 
 from workbench.core.checks import at_least, register_check
-from workbench.core.records import Check, OutputMatchSummary, RunSummary
+from workbench.core.records import Check, OutputMatch, OutputMatchSummary, RunSummary
 from workbench.correctness.compare import required_matches
 
 
@@ -33,7 +33,7 @@ def speculative_accuracy(summary: RunSummary) -> Check:
 
 def output_match_check(match: OutputMatchSummary | dict) -> Check:
     """Upstream's count rule, int(share x n) + 1; in `tie_aware` mode near-ties count as matches."""
-    match = match if isinstance(match, OutputMatchSummary) else OutputMatchSummary.model_validate(match)
+    match = match if isinstance(match, OutputMatchSummary) else OutputMatch.model_validate(match)
     total, mode = match.total, match.mode
     needed = match.required_matches if match.required_matches is not None else required_matches(
         total, match.required_share)
