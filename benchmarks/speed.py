@@ -15,9 +15,10 @@ import sys
 import time
 from pathlib import Path
 
-from workbench import pipeline
+from workbench.correctness import pipeline
 from workbench.correctness.metrics import acceptance_stats
 from workbench.core.params import DEFAULT_PARAMS, parse_override
+from workbench.core.rundir import new_run_dir
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     overrides = dict(parse_override(k, v) for k, v in args.param)
     started = time.perf_counter()
-    ctx = pipeline.prepare(args.params, overrides, args.out or pipeline.new_run_dir(args.params))
+    ctx = pipeline.prepare(args.params, overrides, args.out or new_run_dir(args.params))
     records = {label: pipeline.run_engine(ctx, label) for label in pipeline.RUN_LABELS}
     wall = time.perf_counter() - started
     ref, spec = records["reference"], records["speculative"]

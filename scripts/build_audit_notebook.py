@@ -1,7 +1,14 @@
-"""Build notebooks/no_sync_audit.ipynb (clean: no outputs, no execution counts). Run from the repo root."""
+"""Build the packaged no-sync audit notebook, clean (no outputs, no execution counts) and deterministic.
 
-import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+Writes workbench/resources/notebooks/no_sync_audit.ipynb (the repository's notebooks/ links there),
+or the path given as the first argument. Stable cell ids (`cell-00`, ...): a rebuild changes only
+what the builder changed.
+"""
+
+from nbformat.v4 import new_code_cell, new_markdown_cell
+
+from notebook_builder import write_notebook
+
 
 cells = [
     new_markdown_cell(
@@ -17,33 +24,29 @@ cells = [
                   'run_dir = ""  # empty: a new folder under results/\n'
                   'positive_control = True  # afterwards force lazy inits in the model process: they must be counted',
                   metadata={"tags": ["parameters"]}),
-    new_code_cell("import pandas as pd\nfrom IPython.display import Markdown, display\n\nfrom workbench.audit import flow as audit\n\n"
+    new_code_cell("import pandas as pd\nfrom IPython.display import Markdown, display\n\n"
+                  "from workbench.audit import stages, views\n\n"
                   "pd.set_option(\"display.max_colwidth\", 120)\n"
-                  "ctx = audit.prepare(params_file, overrides, run_dir)\n"
-                  "display(Markdown(audit.describe_case(ctx)))"),
+                  "ctx = stages.prepare(params_file, overrides, run_dir)\n"
+                  "display(Markdown(views.describe_case(ctx)))"),
     new_markdown_cell("## Engine run with the probe\nOne real `vllm.LLM` in a child process; the probe is loaded into "
                       "every process vLLM starts (EngineCore, workers) before vLLM is imported. Every probe event is "
                       "in `records/probe_events.jsonl`, the engine record in `records/audit.json`."),
-    new_code_cell("result = audit.run_audit(ctx.params, ctx.run_dir, positive_control)\n"
-                  "display(audit.counts_frame(result))\n"
+    new_code_cell("result = stages.run_audit(ctx.params, ctx.run_dir, positive_control)\n"
+                  "display(views.counts_frame(result))\n"
                   "display(Markdown(f\"**Probe:** {result['probe']['note']}\"))\n"
-                  "display(audit.outputs_frame(result))"),
+                  "display(views.outputs_frame(result))"),
     new_markdown_cell("## Where the syncs came from\nA short stack of each counted lazy initialisation (none is the "
                       "expected answer), then of the positive control's."),
-    new_code_cell("print(\"syncs during the audit:\\n\" + audit.stacks_text(result[\"sync_stacks\"]))\n"
-                  "print(\"\\npositive control:\\n\" + audit.stacks_text(result[\"positive_control_stacks\"], limit=1))"),
+    new_code_cell("print(\"syncs during the audit:\\n\" + views.stacks_text(result[\"sync_stacks\"]))\n"
+                  "print(\"\\npositive control:\\n\" + views.stacks_text(result[\"positive_control_stacks\"], limit=1))"),
     new_markdown_cell("## Checks\n`no_sync` is skipped (not applicable), never passed, where the engine turned async "
                       "scheduling off (vLLM's CPU platform does)."),
     new_code_cell("from workbench.correctness.pipeline import checks_frame\n\n"
-                  "summary = audit.build_summary(ctx, result)\n"
+                  "summary = stages.build_summary(ctx, result)\n"
                   "display(checks_frame(summary))"),
-    new_code_cell("from workbench.core.checks import assert_checks\n\nassert_checks(summary[\"checks\"])\n"
-                  "print(\"all checks passed or skipped:\", [(c[\"name\"], c[\"status\"]) for c in summary[\"checks\"]])",
+    new_code_cell("from workbench.core.checks import assert_checks, verdict\n\n"
+                  "assert_checks(summary.checks)\nprint(verdict(summary.checks))",
                   metadata={"tags": ["assertion"]}),
 ]
-for number, cell in enumerate(cells):  # stable ids: rebuilding gives the same file
-    cell["id"] = f"audit-{number:02d}"
-nb = new_notebook(cells=cells, metadata={
-    "kernelspec": {"display_name": "mtp-workbench", "language": "python", "name": "mtp-workbench"},
-    "language_info": {"name": "python"}})
-nbformat.write(nb, "notebooks/no_sync_audit.ipynb")
+write_notebook(cells, "no_sync_audit.ipynb")

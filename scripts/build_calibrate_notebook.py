@@ -1,7 +1,7 @@
 """Builds notebooks/calibrate_threshold.ipynb (clean: no outputs, no execution counts)."""
-import sys
-import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+from nbformat.v4 import new_code_cell, new_markdown_cell
+
+from notebook_builder import write_notebook
 
 md, code = new_markdown_cell, new_code_cell
 cells = [
@@ -53,10 +53,4 @@ cells = [
     code("path = Path(out_dir) / \"calibration.json\"\npath.write_text(calibration.to_json(result), encoding=\"utf-8\")\n"
          "print(path)\nprint(calibration.yaml_snippet(result, \", \".join(run_dirs) or \"what-if numbers (no runs)\"))"),
 ]
-for number, cell in enumerate(cells):  # stable ids: a rebuild changes only what the builder changed
-    cell["id"] = f"cell-{number:02d}"
-nb = new_notebook(cells=cells, metadata={
-    "kernelspec": {"display_name": "mtp-workbench", "language": "python", "name": "mtp-workbench"},
-    "language_info": {"name": "python"}})
-nbformat.validate(nb)
-nbformat.write(nb, sys.argv[1])
+write_notebook(cells, "calibrate_threshold.ipynb")

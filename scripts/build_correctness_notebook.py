@@ -1,8 +1,9 @@
 """Builds workbench/resources/notebooks/mtp_correctness.ipynb (clean, stable cell ids): python THIS [OUT]."""
-import sys
 
-import nbformat
-from nbformat.v4 import new_notebook, new_code_cell, new_markdown_cell
+from nbformat.v4 import new_code_cell, new_markdown_cell
+
+from notebook_builder import write_notebook
+
 cells = [
  new_markdown_cell("# MTP vs reference on GSM8k\n\nReference run (plain vLLM) and speculative run (MTP) of the same model, greedy, "
                    "5-shot GSM8k exactly as vLLM's offline eval builds it, scored under three named scorers, plus upstream's "
@@ -45,10 +46,4 @@ cells = [
  new_code_cell("from workbench.core.checks import assert_checks, verdict\n\nassert_checks(summary.checks)\nprint(verdict(summary.checks))",
                metadata={"tags": ["assertion"]}),
 ]
-for number, cell in enumerate(cells):  # stable ids: a rebuild changes only what the builder changed
-    cell["id"] = f"cell-{number:02d}"
-nb = new_notebook(cells=cells, metadata={
-  "kernelspec": {"display_name": "mtp-workbench", "language": "python", "name": "mtp-workbench"},
-  "language_info": {"name": "python"}})
-nbformat.validate(nb)
-nbformat.write(nb, sys.argv[1] if len(sys.argv) > 1 else "workbench/resources/notebooks/mtp_correctness.ipynb")
+write_notebook(cells, "mtp_correctness.ipynb")

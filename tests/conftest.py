@@ -28,3 +28,15 @@ def run_cli(*args: str, timeout: float = 1800) -> subprocess.CompletedProcess:
     """Run `workbench ...` exactly as a user would, in a fresh interpreter."""
     return subprocess.run([sys.executable, "-m", "workbench.cli", *args], cwd=REPO, capture_output=True, text=True,
                           timeout=timeout)
+
+
+def recorded_context(recorded: dict, run_dir: Path, **overrides):
+    """A correctness run context of the recorded run's size (8 questions, 10 match prompts), its records
+    carrying the question ids as `run_engines` attaches them."""
+    from workbench.correctness import pipeline
+
+    ctx = pipeline.prepare(TINY_PARAMS, {"num_questions": 8, "output_match_prompts": 10, **overrides}, run_dir)
+    for label in ("reference", "speculative"):
+        for row, question in zip(recorded[label]["gsm8k"], ctx.questions):
+            row["question_id"] = question.question_id
+    return ctx

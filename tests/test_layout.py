@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, TINY_PARAMS
+from conftest import REPO, TINY_PARAMS, recorded_context
 from workbench.core.errors import ParamsError
 from workbench.core.resources import case_names, resolve_case
 from workbench.correctness import pipeline
@@ -88,10 +88,7 @@ def test_check_registry_is_what_every_summary_is_judged_by(recorded, tmp_path) -
         return Check(name="always_fails", status="failed", message="registered in a test")
 
     try:
-        ctx = pipeline.prepare(TINY_PARAMS, {"num_questions": 8, "output_match_prompts": 10}, tmp_path / "run")
-        for label in ("reference", "speculative"):
-            for row, question in zip(recorded[label]["gsm8k"], ctx.questions):
-                row["question_id"] = question.question_id
+        ctx = recorded_context(recorded, tmp_path / "run")
         table = pipeline.score(ctx, recorded["reference"], recorded["speculative"])
         match = pipeline.compare_outputs(ctx, recorded["reference"], recorded["speculative"])
         summary = pipeline.build_summary(ctx, recorded["reference"], recorded["speculative"], table, match,

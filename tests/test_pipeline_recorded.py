@@ -10,7 +10,7 @@ import pytest
 
 matplotlib.use("Agg")
 
-from conftest import TINY_PARAMS
+from conftest import recorded_context
 from workbench import gsm8k
 from workbench.correctness import figures, pipeline
 from workbench.core.checks import assert_checks, evaluate_checks
@@ -20,11 +20,7 @@ from workbench.correctness.metrics import acceptance_stats, per_prompt_acceptanc
 
 @pytest.fixture
 def ctx(tmp_path, recorded):
-    context = pipeline.prepare(TINY_PARAMS, {"num_questions": 8, "output_match_prompts": 10}, tmp_path / "run")
-    for label in ("reference", "speculative"):
-        for row, q in zip(recorded[label]["gsm8k"], context.questions):
-            row["question_id"] = q.question_id
-    return context
+    return recorded_context(recorded, tmp_path / "run")
 
 
 def test_prepare_writes_prompts_matching_upstream_format(ctx, recorded) -> None:

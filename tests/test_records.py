@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from conftest import REPO, TINY_PARAMS
+from conftest import REPO, recorded_context
 from workbench.core.errors import RecordError
 from workbench.core.records import SCHEMA_VERSION, RunSummary, load_summary, schema_markdown, update_design_doc
 from workbench.correctness import pipeline
@@ -16,10 +16,7 @@ from workbench.correctness import pipeline
 @pytest.fixture
 def run_dir(tmp_path, recorded):
     """A correctness run folder built by the real stages from recorded engine outputs."""
-    ctx = pipeline.prepare(TINY_PARAMS, {"num_questions": 8, "output_match_prompts": 10}, tmp_path / "run")
-    for label in ("reference", "speculative"):
-        for row, question in zip(recorded[label]["gsm8k"], ctx.questions):
-            row["question_id"] = question.question_id
+    ctx = recorded_context(recorded, tmp_path / "run")
     table = pipeline.score(ctx, recorded["reference"], recorded["speculative"])
     match = pipeline.compare_outputs(ctx, recorded["reference"], recorded["speculative"])
     pipeline.build_summary(ctx, recorded["reference"], recorded["speculative"], table, match,

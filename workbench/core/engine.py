@@ -122,6 +122,20 @@ def shutdown_engine(llm: Any) -> None:
         traceback.print_exc()
 
 
+@dataclass(kw_only=True)
+class ChildJob:
+    """What every engine child needs from the parent: plain data, so it pickles across spawn.
+
+    Flows extend it with their prompts and settings (`EngineJob`, `AuditJob`).
+    """
+
+    label: str
+    llm_kwargs: dict[str, Any]
+    record_path: str
+    log_path: str
+    env: dict[str, str] = field(default_factory=dict)
+
+
 @dataclass
 class ChildState:
     """What a child body fills in: its record, and the engine it built (for teardown)."""
@@ -182,6 +196,45 @@ def _log_tail(path: Path, lines: int = 40) -> str:
         return "(no log)"
 
 
+ENGINE_TAG_ENV = "WORKBENCH_ENGINE_TAG"
+"""Set in every engine child's environment, so the child and every process vLLM starts below it
+(EngineCore, workers) carry it, whatever session or parent they end up in."""
+
+
+def tagged_processes(tag: str) -> list[Any]:
+    """Live processes whose environment carries this engine tag."""
+    import psutil
+
+    found = []
+    for process in psutil.process_iter():
+        try:
+            if process.environ().get(ENGINE_TAG_ENV) == tag:
+                found.append(process)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, OSError):
+            continue
+    return found
+
+
+def kill_tagged(tag: str, grace_s: float = 3.0) -> list[int]:
+    """Terminate, then kill, every process of one engine; returns the pids that were still alive."""
+    import psutil
+
+    processes = tagged_processes(tag)
+    for process in processes:
+        try:
+            process.terminate()
+        except psutil.Error:
+            pass
+    _, alive = psutil.wait_procs(processes, timeout=grace_s)
+    for process in alive:
+        try:
+            process.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(alive, timeout=grace_s)
+    return [p.pid for p in processes]
+
+
 @dataclass
 class RunningEngine:
     """A started engine child: wait for it with `wait_engine_job`."""
@@ -189,19 +242,35 @@ class RunningEngine:
     job: Any
     process: Any
     started: float
+    tag: str = ""
 
 
 def start_engine_job(job: Any, target: Callable[[Any], None]) -> RunningEngine:
     """Spawn the child that builds one engine and generates; return at once."""
+    import uuid
+
     record_path, log_path = Path(job.record_path), Path(job.log_path)
     record_path.parent.mkdir(parents=True, exist_ok=True)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     record_path.unlink(missing_ok=True)
+    tag = f"{job.label}-{uuid.uuid4().hex[:12]}"
+    job.env = {**job.env, ENGINE_TAG_ENV: tag}
     context = multiprocessing.get_context("spawn")
     process = context.Process(target=target, args=(job,), name=f"engine-{job.label}")
     started = time.perf_counter()
-    process.start()
-    return RunningEngine(job, process, started)
+    from multiprocessing import resource_tracker
+
+    resource_tracker.ensure_running()  # the parent's helper, started untagged: it is not part of this engine
+    previous = os.environ.get(ENGINE_TAG_ENV)
+    os.environ[ENGINE_TAG_ENV] = tag  # spawn execs the child with this environment: the child is tagged too
+    try:
+        process.start()
+    finally:
+        if previous is None:
+            os.environ.pop(ENGINE_TAG_ENV, None)
+        else:
+            os.environ[ENGINE_TAG_ENV] = previous
+    return RunningEngine(job, process, started, tag)
 
 
 def wait_engine_job(running: RunningEngine, timeout_s: float) -> dict[str, Any]:
@@ -209,15 +278,19 @@ def wait_engine_job(running: RunningEngine, timeout_s: float) -> dict[str, Any]:
     job, process = running.job, running.process
     record_path, log_path = Path(job.record_path), Path(job.log_path)
     process.join(max(0.0, timeout_s - (time.perf_counter() - running.started)))
-    if process.is_alive():
+    timed_out = process.is_alive()
+    if timed_out:
         process.kill()
         process.join()
+    orphans = kill_tagged(running.tag)  # nothing of this engine outlives its child, however the child ended
+    if timed_out:
         raise EngineError(f"{job.label} engine timed out after {timeout_s:.0f} s; log {log_path}:\n{_log_tail(log_path)}")
     if not record_path.exists():
         raise EngineError(f"{job.label} engine died (exit code {process.exitcode}) without a record; "
                           f"log {log_path}:\n{_log_tail(log_path)}")
     record = json.loads(record_path.read_text(encoding="utf-8"))
     record["wall_s"] = time.perf_counter() - running.started
+    record["orphans_killed"] = orphans  # vLLM processes the child left behind (a clean shutdown leaves none)
     record_path.write_text(json.dumps(record), encoding="utf-8")
     if not record.get("ok"):
         raise EngineError(f"{job.label} engine failed: {record.get('error')}; log {log_path}:\n{_log_tail(log_path, 25)}")

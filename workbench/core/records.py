@@ -87,6 +87,8 @@ class EngineRecord(Record):
     match_generate_s: float | None = None
     match_spec_counters: SpecCounters = Field(default_factory=dict)
     wall_s: float | None = None
+    orphans_killed: list[int] = Field(default_factory=list,
+                                      description="pids of this engine's processes killed after its child ended")
 
 
 # ------------------------------------------------------------------ stages of the correctness flow
@@ -219,6 +221,45 @@ class AuditTimings(Record):
     wall_s: float | None = None
 
 
+class SpeculativeActive(Record):
+    """The speculative config as the engine holds it after construction."""
+
+    method: str | None = None
+    num_speculative_tokens: int | None = None
+
+
+class ProbeStack(Record):
+    """One probe event with its short stack (innermost last), as `sync_stacks` lists them."""
+
+    pid: int
+    process: str | None = None
+    phase: str | None = None
+    device: str | None = None
+    shape: list[int] | None = None
+    stack: list[str] = Field(default_factory=list)
+
+
+class ProbeInstall(Record):
+    """One process the probe was installed in, and how (`wrapped` or `stand-in`)."""
+
+    pid: int
+    process: str | None = None
+    mode: str | None = None
+    target: str | None = None
+
+
+class AuditProbe(Record):
+    """Where the no-sync probe sat and in which mode; `in_model_process` makes a count of 0 mean something."""
+
+    what: str
+    mode: str | list[str] | None = Field(None, description="one mode, or every mode seen when processes differ")
+    installed_in: list[ProbeInstall] = Field(default_factory=list)
+    llm_pid: int | None = None
+    in_model_process: bool = False
+    warnings: list[str | None] = Field(default_factory=list)
+    note: str | None = None
+
+
 class CalibrationHeadline(Record):
     """The calibration folder's headline; calibration.json keeps every number."""
 
@@ -236,35 +277,43 @@ class CalibrationHeadline(Record):
 class RunSummary(Record):
     """summary.json of every run folder; the keys of each kind stay what they were before versioning."""
 
-    schema_version: int = SCHEMA_VERSION
-    kind: RunKind = "correctness"
-    case: str | None = None
-    params: CaseParams | None = None
-    checks: list[Check] = Field(default_factory=list)
-    passed: bool = False
-    error: str | None = None
+    schema_version: int = Field(SCHEMA_VERSION, description="readers refuse a version they do not know")
+    kind: RunKind = Field("correctness", description="which flow wrote the folder")
+    case: str | None = Field(None, description="the params file's name")
+    params: CaseParams | None = Field(None, description="the params as resolved (also params.yaml)")
+    checks: list[Check] = Field(default_factory=list, description="every registered check of this kind")
+    passed: bool = Field(False, description="no check failed and no error")
+    error: str | None = Field(None, description="what stopped the run, when something did")
     versions: Versions = Field(default_factory=Versions)
     # correctness
-    primary_scorer: str | None = None
-    num_questions: int | None = None
-    threshold: float | None = None
-    margin: float | None = None
-    reference: EngineSummary | None = None
-    speculative: SpeculativeSummary | None = None
-    output_match: OutputMatchSummary | None = None
-    gsm8k_identical_completions: int | None = None
+    primary_scorer: str | None = Field(None, description="correctness: the scorer the threshold applies to")
+    num_questions: int | None = Field(None, description="correctness: GSM8k questions asked")
+    threshold: float | None = Field(None, description="correctness: GSM8k accuracy threshold (0 = off)")
+    margin: float | None = Field(None, description="correctness: min accuracy of both runs - threshold")
+    reference: EngineSummary | None = Field(None, description="correctness: the plain engine's numbers")
+    speculative: SpeculativeSummary | None = Field(None, description="correctness: the speculative engine's numbers")
+    output_match: OutputMatchSummary | None = Field(None, description="correctness: greedy output agreement")
+    gsm8k_identical_completions: int | None = Field(None, description="correctness: identical GSM8k completions")
     # audit
-    async_scheduling_active: bool | None = None
-    async_scheduling_reason: str | None = None
-    sync_count: int | None = None
-    sync_count_by_phase: dict[str, int] | None = None
-    sync_stacks: list[dict[str, Any]] | None = None
-    positive_control_count: int | None = None
-    positive_control_processes: list[str] | None = None
-    cuda_sync_count: int | None = None
-    probe: dict[str, Any] | None = Field(None, description="where the no-sync probe sat and in which mode")
-    speculative_active: bool | None = None
-    timings: AuditTimings | None = None
+    async_scheduling_active: bool | None = Field(
+        None, description="audit: the engine's scheduler_config.async_scheduling after construction")
+    async_scheduling_reason: str | None = Field(None, description="audit: why async scheduling is (not) active")
+    sync_count: int | None = Field(
+        None, description="audit: lazy seq_lens_cpu initialisations (implicit device->host syncs), "
+                          "the positive control's not counted")
+    sync_count_by_phase: dict[str, int] | None = Field(
+        None, description="audit: sync_count by phase (startup, generate, idle)")
+    sync_stacks: list[ProbeStack] | None = Field(
+        None, description="audit: a short stack of each counted sync (first 50)")
+    positive_control_count: int | None = Field(
+        None, description="audit: forced lazy initialisations the probe counted (null: control not run)")
+    positive_control_processes: list[str] | None = Field(
+        None, description="audit: the processes the positive control was counted in")
+    cuda_sync_count: int | None = Field(
+        None, description="audit: torch's CUDA sync-debug warnings during generation (null without CUDA)")
+    probe: AuditProbe | None = Field(None, description="audit: where the no-sync probe sat and in which mode")
+    speculative_active: SpeculativeActive | None = Field(None, description="audit: the engine's speculative config")
+    timings: AuditTimings | None = Field(None, description="audit: engine start, generation and child wall seconds")
     # calibration
     calibration: CalibrationHeadline | None = None
 
@@ -317,11 +366,66 @@ def write_record(path: str | Path, record: Record) -> Path:
     return path
 
 
+def _type_of(spec: dict[str, Any]) -> str:
+    if "$ref" in spec:
+        return f"`{spec['$ref'].rsplit('/', 1)[-1]}`"
+    if "anyOf" in spec:
+        return " or ".join(_type_of(option) for option in spec["anyOf"])
+    if "const" in spec:
+        return repr(spec["const"])
+    if "enum" in spec:
+        return " \\| ".join(repr(v) for v in spec["enum"])
+    kind = spec.get("type", "any")
+    if kind == "array":
+        return f"list of {_type_of(spec.get('items', {}))}"
+    if kind == "object" and "additionalProperties" in spec:
+        value = spec["additionalProperties"]
+        return f"map of {_type_of(value) if isinstance(value, dict) else 'any'}"
+    return kind
+
+
+def _model_table(name: str, schema: dict[str, Any]) -> str:
+    lines = [f"#### `{name}`", "", schema.get("description", "").split("\n")[0], "",
+             "| key | type | default | meaning |", "|---|---|---|---|"]
+    required = set(schema.get("required", []))
+    for key, spec in schema.get("properties", {}).items():
+        default = ("required" if key in required else f"`{json.dumps(spec['default'])}`" if "default" in spec
+                   else "empty")
+        lines.append(f"| `{key}` | {_type_of(spec)} | {default} | {spec.get('description', '')} |")
+    return "\n".join(lines) + "\n"
+
+
 def schema_markdown() -> str:
-    """The JSON schemas of the run-folder files, for docs/DESIGN.md (generated, never hand-written)."""
-    parts = []
-    for title, model in (("summary.json", RunSummary), ("records/<label>.json", EngineRecord),
-                         ("output_match.json", OutputMatch)):
+    """The run-folder files' schemas as Markdown tables, generated from the models (docs/DESIGN.md)."""
+    parts = [f"Schema version {SCHEMA_VERSION}. Files: `summary.json` is `RunSummary`, `records/<label>.json` is "
+             "`EngineRecord`, `output_match.json` is `OutputMatch`.\n"]
+    seen: dict[str, dict[str, Any]] = {}
+    for model in (RunSummary, EngineRecord, OutputMatch):
         schema = model.model_json_schema(by_alias=True)
-        parts.append(f"### `{title}`: `{model.__name__}`\n\n```json\n{json.dumps(schema, indent=1)}\n```\n")
+        seen.setdefault(model.__name__, schema)
+        for def_name, definition in schema.get("$defs", {}).items():
+            seen.setdefault(def_name, definition)
+    parts += [_model_table(name, definition) for name, definition in seen.items()]
     return "\n".join(parts)
+
+
+DESIGN_BEGIN = "<!-- schema: generated by `python -m workbench.core.records docs/DESIGN.md`; do not edit -->"
+DESIGN_END = "<!-- end of generated schema -->"
+
+
+def update_design_doc(path: str | Path) -> bool:
+    """Rewrite the generated schema section of docs/DESIGN.md; True when it changed."""
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    head, _, rest = text.partition(DESIGN_BEGIN)
+    _, _, tail = rest.partition(DESIGN_END)
+    new = f"{head}{DESIGN_BEGIN}\n{schema_markdown()}\n{DESIGN_END}{tail}"
+    if new != text:
+        path.write_text(new, encoding="utf-8")
+    return new != text
+
+
+if __name__ == "__main__":
+    import sys
+
+    update_design_doc(sys.argv[1] if len(sys.argv) > 1 else "docs/DESIGN.md")

@@ -10,26 +10,21 @@ later stage fails.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from workbench.core.engine import ChildState, child_frame, generate, supported_llm_kwargs
+from workbench.core.engine import ChildJob, ChildState, child_frame, generate, supported_llm_kwargs
 from workbench.core.records import EngineRecord
 
 
-@dataclass
-class EngineJob:
-    """Everything the child needs: plain data only, so it pickles across spawn."""
+@dataclass(kw_only=True)
+class EngineJob(ChildJob):
+    """The correctness child's job: both prompt sets and their sampling settings."""
 
-    label: str
-    llm_kwargs: dict[str, Any]
     gsm8k_prompts: list[str]
     gsm8k_sampling: dict[str, Any]
     match_prompts: list[str]
     match_sampling: dict[str, Any]
-    record_path: str
-    log_path: str
-    env: dict[str, str] = field(default_factory=dict)
 
 
 def _correctness_body(job: EngineJob, state: ChildState) -> None:
