@@ -16,7 +16,7 @@ import pytest
 from conftest import REPO, TINY_PARAMS, run_cli
 from workbench.audit import hook, probe, stages
 from workbench.core.checks import evaluate_checks
-from workbench.core.records import RunSummary, load_summary
+from workbench.records import RunSummary, load_summary
 
 torch = pytest.importorskip("torch")
 

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import REPO, recorded_context
 from workbench.core.errors import RecordError
-from workbench.core.records import SCHEMA_VERSION, RunSummary, load_summary, schema_markdown, update_design_doc
+from workbench.records import SCHEMA_VERSION, RunSummary, load_summary, schema_markdown, update_design_doc
 from workbench.correctness import pipeline
 
 
@@ -73,7 +73,7 @@ def test_readers_refuse_a_foreign_summary_with_exit_2(run_dir, command, capsys) 
 def test_design_doc_schema_is_generated_from_the_models(tmp_path) -> None:
     copy = tmp_path / "DESIGN.md"
     shutil.copy(REPO / "docs" / "DESIGN.md", copy)
-    assert not update_design_doc(copy), "docs/DESIGN.md is stale: run `python -m workbench.core.records docs/DESIGN.md`"
+    assert not update_design_doc(copy), "docs/DESIGN.md is stale: run `python -m workbench.records docs/DESIGN.md`"
     assert schema_markdown() in copy.read_text()
     for name in ("RunSummary", "EngineRecord", "OutputMatch", "Check", "KindTally"):
         assert f"#### `{name}`" in copy.read_text()

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.core.errors import BadInputError, ExitCode, WorkbenchError
-from workbench.core.records import RunSummary, load_summary
+from workbench.records import RunSummary, load_summary
 from workbench.gsm8k.scorers import SCORERS
 
 

@@ -8,7 +8,7 @@ proves the probe counts where the model runs.
 from __future__ import annotations
 
 from workbench.core.checks import register_check
-from workbench.core.records import Check, RunSummary
+from workbench.records import Check, RunSummary
 
 
 @register_check("no_sync", kinds=("audit",))

@@ -25,7 +25,7 @@ from workbench.audit.hook import probe_env, write_sitecustomize
 from workbench.audit.probe import count_events, read_events, set_phase
 from workbench.core.checks import all_passed, evaluate_checks
 from workbench.core.params import CaseParams, case_name
-from workbench.core.records import EngineVersions, RunSummary
+from workbench.records import EngineVersions, RunSummary
 from workbench.core.rundir import open_run_folder, run_versions, write_summary
 from workbench.correctness.pipeline import llm_kwargs
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from workbench.calibration.stats import calibrate, calibrate_from_runs, questions_needed, to_json, write_threshold
 from workbench.core.errors import CalibrationError, ExitCode, NotebookError, WorkbenchError
-from workbench.core.records import CalibrationHeadline, RunSummary
+from workbench.records import CalibrationHeadline, RunSummary
 from workbench.core.resources import default_results_dir, notebook_path
 from workbench.core.rundir import write_summary
 

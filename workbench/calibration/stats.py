@@ -38,7 +38,7 @@ from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.proportion import proportion_confint
 
 from workbench.core.errors import CalibrationError, RecordError
-from workbench.core.records import load_summary
+from workbench.records import load_summary
 
 DEFAULT_POWER = 0.9
 GSM8K_TEST_SIZE = 1319

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from workbench.core.records import Check, RunKind, RunSummary
+from workbench.records import Check, RunKind, RunSummary
 
 CheckFunction = Callable[[RunSummary], Check]
 

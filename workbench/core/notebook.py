@@ -12,7 +12,7 @@ from typing import Any
 
 from workbench.core.errors import ExitCode
 from workbench.core.params import load_params
-from workbench.core.records import RunSummary, load_summary
+from workbench.records import RunSummary, load_summary
 from workbench.core.resources import notebook_path
 from workbench.core.rundir import new_run_dir, write_summary
 

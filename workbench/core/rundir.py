@@ -8,7 +8,7 @@ from datetime import datetime
 from pathlib import Path
 
 from workbench.core.params import CaseParams, case_name, load_params
-from workbench.core.records import EngineVersions, RunSummary, Versions, write_record
+from workbench.records import EngineVersions, RunSummary, Versions, write_record
 from workbench.core.resources import default_results_dir
 
 

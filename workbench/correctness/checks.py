@@ -6,7 +6,7 @@ Each quotes observed, required and the rule, as vLLM's test assertions do.
 from __future__ import annotations
 
 from workbench.core.checks import at_least, register_check
-from workbench.core.records import Check, OutputMatch, OutputMatchSummary, RunSummary
+from workbench.records import Check, OutputMatch, OutputMatchSummary, RunSummary
 from workbench.correctness.compare import required_matches
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from workbench.core.engine import ChildJob, ChildState, child_frame, generate, supported_llm_kwargs
-from workbench.core.records import EngineRecord
+from workbench.records import EngineRecord
 
 
 @dataclass(kw_only=True)

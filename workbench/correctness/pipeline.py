@@ -21,7 +21,7 @@ from workbench.core.checks import all_passed, evaluate_checks
 from workbench.core.engine import run_engine_job, start_engine_job, wait_engine_job
 from workbench.core.errors import EngineError
 from workbench.core.params import CaseParams, case_name
-from workbench.core.records import (EngineSummary, EngineVersions, OutputMatch, OutputMatchSummary, RunSummary,
+from workbench.records import (EngineSummary, EngineVersions, OutputMatch, OutputMatchSummary, RunSummary,
                                     SpeculativeSummary, Timings, write_record)
 from workbench.core.rundir import open_run_folder, run_versions, write_summary
 from workbench.correctness import checks as _registers_correctness_checks  # noqa: F401  (registration)
