@@ -24,11 +24,11 @@ cells = [
                   'run_dir = ""  # empty: a new folder under results/\n'
                   'positive_control = True  # afterwards force lazy inits in the model process: they must be counted',
                   metadata={"tags": ["parameters"]}),
-    new_code_cell("import pandas as pd\nfrom IPython.display import Markdown, display\n\n"
+    new_code_cell("import pandas as pd\nfrom IPython.display import HTML, Markdown, display\n\n"
                   "from workbench.audit import stages, views\n\n"
                   "pd.set_option(\"display.max_colwidth\", 120)\n"
                   "ctx = stages.prepare(params_file, overrides, run_dir)\n"
-                  "display(Markdown(views.describe_case(ctx)))"),
+                  "display(HTML(views.describe_case(ctx)))"),
     new_markdown_cell("## Engine run with the probe\nOne real `vllm.LLM` in a child process; the probe is loaded into "
                       "every process vLLM starts (EngineCore, workers) before vLLM is imported. Every probe event is "
                       "in `records/probe_events.jsonl`, the engine record in `records/audit.json`."),

@@ -10,10 +10,10 @@ cells = [
                    "output-match check. Parameters come from a `params/*.yaml` case; `workbench run` executes this notebook "
                    "with papermill."),
  new_code_cell('params_file = "../params/tiny-qwen3_5-cpu.yaml"  # a case from params/\noverrides = {}  # e.g. {"num_questions": 50}\nrun_dir = ""  # empty: a new folder under results/', metadata={"tags": ["parameters"]}),
- new_code_cell("import pandas as pd\nfrom IPython.display import Markdown, display\n\nfrom workbench.correctness import figures, pipeline\n\n"
+ new_code_cell("import pandas as pd\nfrom IPython.display import HTML, display\n\nfrom workbench.correctness import figures, pipeline\n\n"
                "pd.set_option(\"display.max_colwidth\", 120)\n"
                "ctx = pipeline.prepare(params_file, overrides, run_dir)\n"
-               "display(Markdown(pipeline.describe_case(ctx)))"),
+               "display(HTML(pipeline.describe_case(ctx)))"),
  new_markdown_cell("## Engine runs\nEach engine is a real `vllm.LLM` in its own child process (both at once when the case sets "
                    "`parallel_engines`); its full record is in `records/`."),
  new_code_cell('reference, speculative = pipeline.run_engines(ctx)\n'

@@ -11,7 +11,7 @@ from safetensors import safe_open
 
 from conftest import REPO
 from workbench import gsm8k
-from workbench.core.engine import start_engine_job, tagged_processes, wait_engine_job
+from workbench.core.engine import start_engine_job, wait_engine_job
 from workbench.correctness.generation import EngineJob, correctness_child
 from workbench.tinymodel import corpus
 from workbench.tinymodel.synthetic import generate_problems
@@ -95,9 +95,9 @@ def test_micro_model_trains_exports_and_speculates_in_vllm(tmp_path: Path) -> No
     assert len(record["gsm8k"][0]["token_ids"]) == 8  # generated with the micro weights
     assert record["spec_counters"]["vllm:spec_decode_num_drafts"] > 0  # MTP drafted
     # vLLM was shut down by the child itself (nothing left for the parent's backstop to kill), and
-    # no process of this engine (found by its tag, whatever its parent now) is alive
+    # no process of this engine (every one seen below the child, whatever its parent now) is alive
     assert record["orphans_killed"] == [], f"vLLM processes outlived the engine child: {record['orphans_killed']}"
-    assert not tagged_processes(running.tag)
+    assert not running.tree.alive()
 
 
 def test_unrolled_mtp_steps_and_checkpoint_round_trip(tmp_path: Path) -> None:

@@ -1,7 +1,8 @@
 """`workbench` command line: run | calibrate | audit | summarize | train-tiny.
 
-Exit codes (all subcommands): 0 the checks passed, 1 the assertion cell failed,
-2 bad input (nothing started), 3 an engine or infrastructure error stopped the run.
+Exit codes (all subcommands): 0 the checks passed, 1 a check failed (the assertion cell),
+2 bad input (nothing started), 3 an engine or infrastructure error stopped the run,
+4 cancelled (SIGTERM or SIGINT; every process of the run stopped, summary and report say so).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from workbench.core.errors import WorkbenchError
+from workbench.core.errors import ExitCode, WorkbenchError
 from workbench.core.params import parse_override
 
 
@@ -33,6 +34,10 @@ def main(argv: list[str] | None = None) -> int:
                        help="override one params key (value read as YAML); repeatable")
         p.add_argument("--out", type=Path, default=None, help="run folder (default results/<params-name>-<timestamp>/)")
         p.add_argument("--show-code", action="store_true", help="keep code cells in report.html")
+        p.add_argument("--force", action="store_true", help="clear --out first when it already holds a run")
+        if name == "run":
+            p.add_argument("--allow-no-checks", action="store_true",
+                           help="run a case whose every check is switched off (it then checks nothing)")
     sub.add_parser("calibrate", help="threshold calibration (see `workbench calibrate --help`)", add_help=False)
     sub.add_parser("summarize", help="Markdown table of finished runs (RUN_DIR...)", add_help=False)
     sub.add_parser("train-tiny", help="train the tiny Qwen3.5 stand-in (see `workbench train-tiny --help`)",
@@ -54,13 +59,24 @@ def main(argv: list[str] | None = None) -> int:
     notebook = {"run": "mtp_correctness.ipynb", "audit": "no_sync_audit.ipynb"}[args.command]
     try:
         from workbench.core.notebook import run_notebook_case
+        from workbench.core.params import check_against_vllm
         from workbench.core.resources import resolve_case
 
+        if args.command == "run":
+            from workbench.correctness.preflight import preflight as correctness_preflight
+
+            def preflight(params, path):
+                correctness_preflight(params, path, allow_no_checks=args.allow_no_checks)
+        else:
+            preflight = check_against_vllm
         return int(run_notebook_case(notebook, resolve_case(args.params), _overrides(args.param), args.out,
-                                     args.show_code))
+                                     args.show_code, force=args.force, preflight=preflight))
     except WorkbenchError as exc:
         print(f"workbench: error: {exc}", file=sys.stderr)
         return int(exc.exit_code)
+    except KeyboardInterrupt:  # Ctrl-C before the run started: nothing to clean up
+        print("workbench: cancelled", file=sys.stderr)
+        return int(ExitCode.CANCELLED)
 
 
 if __name__ == "__main__":

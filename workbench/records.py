@@ -283,6 +283,8 @@ class RunSummary(Record):
     params: CaseParams | None = Field(None, description="the params as resolved (also params.yaml)")
     checks: list[Check] = Field(default_factory=list, description="every registered check of this kind")
     passed: bool = Field(False, description="no check failed and no error")
+    status: Literal["passed", "failed", "error", "cancelled"] | None = Field(
+        None, description="how the run ended: its checks passed or failed, an error stopped it, or it was cancelled")
     error: str | None = Field(None, description="what stopped the run, when something did")
     versions: Versions = Field(default_factory=Versions)
     # correctness

@@ -153,5 +153,6 @@ def build_summary(ctx: AuditContext, result: dict[str, Any]) -> RunSummary:
     })
     summary.checks = evaluate_checks(summary)
     summary.passed = all_passed(summary.checks)
+    summary.status = "passed" if summary.passed else "failed"
     write_summary(ctx.run_dir, summary)
     return summary

@@ -9,22 +9,23 @@ import pandas as pd
 
 from workbench.audit.child import AUDIT_PROMPTS, AUDIT_SAMPLING
 from workbench.audit.stages import AuditContext
+from workbench.core.case_header import case_header
 from workbench.core.params import case_name
 
 
 def describe_case(ctx: AuditContext) -> str:
-    """Markdown header of the report: what ran, on what."""
+    """HTML header of the report: what ran, on what (params text escaped)."""
     p = ctx.params
-    lines = [
-        f"**Case** `{case_name(ctx.params_file)}` — {p.description or p.model}",
-        f"- model: `{p.model}`" + (" — placeholder weights (load_format: dummy)" if p.load_format == "dummy" else ""),
-        f"- speculative: `{p.speculative_config()}`, `async_scheduling=True`, enforce_eager {p.enforce_eager}",
-        f"- {len(AUDIT_PROMPTS)} prompts, greedy, {AUDIT_SAMPLING['max_tokens']} new tokens "
-        "(upstream: 1 prompt, 10 tokens)",
-        f"- listed for the audit (`audit: true`): {'yes' if p.audit else 'no — run on request'}",
-        f"- intended hardware: {p.intended_hardware}; run folder `{ctx.run_dir}`",
+    rows = [
+        ("model", p.model + (" (placeholder weights, load_format: dummy)" if p.load_format == "dummy" else "")),
+        ("speculative", f"{p.speculative_config()}, async_scheduling=True, enforce_eager {p.enforce_eager}"),
+        ("prompts", f"{len(AUDIT_PROMPTS)}, greedy, {AUDIT_SAMPLING['max_tokens']} new tokens "
+                    "(upstream: 1 prompt, 10 tokens)"),
+        ("listed for the audit (audit: true)", "yes" if p.audit else "no, run on request"),
+        ("intended hardware", p.intended_hardware),
+        ("run folder", str(ctx.run_dir)),
     ]
-    return "\n".join(lines)
+    return case_header(case_name(ctx.params_file), p.description or p.model, rows)
 
 
 def counts_frame(result: dict[str, Any]) -> pd.DataFrame:

@@ -120,7 +120,8 @@ def show_paired(result: dict[str, Any], runs: list[dict[str, Any]], scorer: str,
     if table.empty:
         _note("Reference and speculative agree on every question.")
     else:
-        _display(table.style.set_properties(**{"white-space": "pre-wrap", "text-align": "left"}))
+        # model completions are shown as text: Styler does not escape unless told to
+        _display(table.style.format(escape="html").set_properties(**{"white-space": "pre-wrap", "text-align": "left"}))
 
 
 def show_acceptance(result: dict[str, Any]) -> Figure | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import re
 import sys
 import time
 import traceback
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.core.errors import EngineError
+from workbench.core.processes import ProcessTree, command_line
 
 SPEC_COUNTERS = (
     "vllm:spec_decode_num_drafts",
@@ -79,12 +81,55 @@ def completion_record(prompt_id: int, output: Any) -> dict[str, Any]:
     return record
 
 
-def generate(llm: Any, prompts: list[str], sampling: dict[str, Any]) -> tuple[list[dict], float, dict]:
+def progress_path(job: Any) -> Path:
+    """Where an engine child writes its progress: beside its log, `<label>.progress.json`."""
+    return Path(job.log_path).with_name(f"{job.label}.progress.json")
+
+
+def write_progress(path: Path, phase: str, done: int | None = None, total: int | None = None) -> None:
+    """One engine's progress (replaced whole, so a reader never sees half a file)."""
+    partial = path.with_name(path.name + ".tmp")
+    partial.write_text(json.dumps({"phase": phase, "done": done, "total": total, "time": time.time()}),
+                       encoding="utf-8")
+    os.replace(partial, path)
+
+
+def progress_bar(path: Path, phase: str) -> Any:
+    """A tqdm class for `LLM.generate(use_tqdm=...)` that writes vLLM's real request progress to `path`."""
+    from tqdm import tqdm
+
+    class FileProgress(tqdm):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs["file"] = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 (tqdm closes nothing it got)
+            super().__init__(*args, **kwargs)
+            self._written = 0.0
+            self._write(force=True)
+
+        def update(self, n: float | None = 1) -> bool | None:
+            shown = super().update(n)
+            self._write()
+            return shown
+
+        def close(self) -> None:
+            self._write(force=True)
+            super().close()
+
+        def _write(self, force: bool = False) -> None:
+            if force or time.time() - self._written >= 1.0:
+                write_progress(path, phase, int(self.n), int(self.total) if self.total else None)
+                self._written = time.time()
+
+    return FileProgress
+
+
+def generate(llm: Any, prompts: list[str], sampling: dict[str, Any],
+             progress: Any = None) -> tuple[list[dict], float, dict]:
+    """Generate, with vLLM's counters before and after; `progress` is a `progress_bar` class or None."""
     from vllm import SamplingParams
 
     before = read_spec_counters(llm.get_metrics())
     started = time.perf_counter()
-    outputs = llm.generate(prompts, SamplingParams(**sampling), use_tqdm=False)
+    outputs = llm.generate(prompts, SamplingParams(**sampling), use_tqdm=progress or False)
     seconds = time.perf_counter() - started
     counters = counters_delta(read_spec_counters(llm.get_metrics()), before)
     return [completion_record(i, out) for i, out in enumerate(outputs)], seconds, counters
@@ -170,6 +215,7 @@ def child_frame(job: Any, body: Callable[[ChildState], None], setup: Callable[[]
     if setup is not None:
         setup()
     state = ChildState({"label": job.label, "llm_kwargs": job.llm_kwargs, "ok": False, "error": None})
+    write_progress(progress_path(job), "starting")
     try:
         import torch
         import vllm
@@ -184,6 +230,7 @@ def child_frame(job: Any, body: Callable[[ChildState], None], setup: Callable[[]
         traceback.print_exc()
     finally:
         Path(job.record_path).write_text(_record_text(state.record, record_model), encoding="utf-8")
+        write_progress(progress_path(job), "done" if state.record["ok"] else "failed")
         shutdown_engine(state.llm)
         log.flush()
         os._exit(0 if state.record["ok"] else 1)
@@ -196,43 +243,8 @@ def _log_tail(path: Path, lines: int = 40) -> str:
         return "(no log)"
 
 
-ENGINE_TAG_ENV = "WORKBENCH_ENGINE_TAG"
-"""Set in every engine child's environment, so the child and every process vLLM starts below it
-(EngineCore, workers) carry it, whatever session or parent they end up in."""
-
-
-def tagged_processes(tag: str) -> list[Any]:
-    """Live processes whose environment carries this engine tag."""
-    import psutil
-
-    found = []
-    for process in psutil.process_iter():
-        try:
-            if process.environ().get(ENGINE_TAG_ENV) == tag:
-                found.append(process)
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, OSError):
-            continue
-    return found
-
-
-def kill_tagged(tag: str, grace_s: float = 3.0) -> list[int]:
-    """Terminate, then kill, every process of one engine; returns the pids that were still alive."""
-    import psutil
-
-    processes = tagged_processes(tag)
-    for process in processes:
-        try:
-            process.terminate()
-        except psutil.Error:
-            pass
-    _, alive = psutil.wait_procs(processes, timeout=grace_s)
-    for process in alive:
-        try:
-            process.kill()
-        except psutil.Error:
-            pass
-    psutil.wait_procs(alive, timeout=grace_s)
-    return [p.pid for p in processes]
+ENGINE_LABEL_ENV = "WORKBENCH_ENGINE"
+"""The engine child is started with its label in this variable, so tools can tell the two engines apart."""
 
 
 @dataclass
@@ -242,65 +254,188 @@ class RunningEngine:
     job: Any
     process: Any
     started: float
-    tag: str = ""
+    tree: ProcessTree
 
 
 def start_engine_job(job: Any, target: Callable[[Any], None]) -> RunningEngine:
     """Spawn the child that builds one engine and generates; return at once."""
-    import uuid
-
     record_path, log_path = Path(job.record_path), Path(job.log_path)
     record_path.parent.mkdir(parents=True, exist_ok=True)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     record_path.unlink(missing_ok=True)
-    tag = f"{job.label}-{uuid.uuid4().hex[:12]}"
-    job.env = {**job.env, ENGINE_TAG_ENV: tag}
     context = multiprocessing.get_context("spawn")
     process = context.Process(target=target, args=(job,), name=f"engine-{job.label}")
-    started = time.perf_counter()
     from multiprocessing import resource_tracker
 
-    resource_tracker.ensure_running()  # the parent's helper, started untagged: it is not part of this engine
-    previous = os.environ.get(ENGINE_TAG_ENV)
-    os.environ[ENGINE_TAG_ENV] = tag  # spawn execs the child with this environment: the child is tagged too
+    resource_tracker.ensure_running()  # the parent's helper, started before the label is set: not this engine's
+    previous = os.environ.get(ENGINE_LABEL_ENV)
+    os.environ[ENGINE_LABEL_ENV] = job.label  # spawn execs the child with this environment
+    started = time.perf_counter()
     try:
         process.start()
     finally:
         if previous is None:
-            os.environ.pop(ENGINE_TAG_ENV, None)
+            os.environ.pop(ENGINE_LABEL_ENV, None)
         else:
-            os.environ[ENGINE_TAG_ENV] = previous
-    return RunningEngine(job, process, started, tag)
+            os.environ[ENGINE_LABEL_ENV] = previous
+    return RunningEngine(job, process, started, ProcessTree(process.pid))
 
 
-def wait_engine_job(running: RunningEngine, timeout_s: float) -> dict[str, Any]:
-    """Wait for a started child; return its record or raise `EngineError`."""
+ENGINE_CORE_MARK = "EngineCore"
+"""vLLM names its engine-core process `VLLM::EngineCore` (setproctitle)."""
+_VLLM_SAW_DEATH = re.compile(r"EngineDeadError|Failed core proc\(s\): \{[^}]*: -\d+")
+"""vLLM's own words for a core that died (a negative exit code is the signal that killed it)."""
+DEATH_GRACE_S = 10.0
+"""After its EngineCore is gone, how long a child may take to notice, write its record and exit."""
+
+
+def _death(running: RunningEngine) -> str | None:
+    """Why this engine is dead while its child lives: an EngineCore seen before is gone, and no record is written.
+
+    The child writes its record before it shuts vLLM down, so a core gone before the record is a
+    death, not a shutdown.
+    """
+    cores = running.tree.ever_seen(ENGINE_CORE_MARK)
+    if not cores or Path(running.job.record_path).exists():
+        return None
+    alive = {p.pid for p in running.tree.alive()}
+    if set(cores) & alive:
+        return None
+    return f"its EngineCore (pid {', '.join(map(str, sorted(cores)))}) exited while the engine was running"
+
+
+@dataclass
+class _Waiting:
+    running: RunningEngine
+    death: str | None = None
+    death_seen_at: float | None = None
+    timed_out: bool = False
+    stopped_because: str | None = None
+    done: bool = False
+
+
+def _finish(state: _Waiting, timeout_s: float) -> dict[str, Any] | EngineError:
+    """Collect one ended child: its record, or the error that says how it ended."""
+    running = state.running
     job, process = running.job, running.process
     record_path, log_path = Path(job.record_path), Path(job.log_path)
-    process.join(max(0.0, timeout_s - (time.perf_counter() - running.started)))
-    timed_out = process.is_alive()
-    if timed_out:
+    if process.is_alive():
         process.kill()
-        process.join()
-    orphans = kill_tagged(running.tag)  # nothing of this engine outlives its child, however the child ended
-    if timed_out:
-        raise EngineError(f"{job.label} engine timed out after {timeout_s:.0f} s; log {log_path}:\n{_log_tail(log_path)}")
-    if not record_path.exists():
-        raise EngineError(f"{job.label} engine died (exit code {process.exitcode}) without a record; "
-                          f"log {log_path}:\n{_log_tail(log_path)}")
-    record = json.loads(record_path.read_text(encoding="utf-8"))
-    record["wall_s"] = time.perf_counter() - running.started
-    record["orphans_killed"] = orphans  # vLLM processes the child left behind (a clean shutdown leaves none)
-    record_path.write_text(json.dumps(record), encoding="utf-8")
+    process.join()
+    orphans = running.tree.kill()  # nothing of this engine outlives its child, however the child ended
+    running.tree.stop()
+    record = json.loads(record_path.read_text(encoding="utf-8")) if record_path.exists() else None
+    if record is not None:
+        record["wall_s"] = time.perf_counter() - running.started
+        record["orphans_killed"] = orphans  # vLLM processes the child left behind (a clean shutdown leaves none)
+        record_path.write_text(json.dumps(record), encoding="utf-8")
+    tail = _log_tail(log_path, 25)
+    if state.death:
+        said = f"; the engine child reported: {record.get('error')}" if record else ""
+        return EngineError(f"{job.label} engine died: {state.death}{said}; log {log_path}:\n{tail}")
+    if state.timed_out:
+        return EngineError(f"{job.label} engine timed out after {timeout_s:.0f} s; log {log_path}:\n{tail}")
+    if state.stopped_because and (record is None or not record.get("ok")):
+        return EngineError(f"{job.label} engine stopped: {state.stopped_because}; log {log_path}:\n{tail}")
+    if record is None:
+        return EngineError(f"{job.label} engine died (exit code {process.exitcode}) without a record; "
+                           f"log {log_path}:\n{tail}")
+    if not record.get("ok") and _VLLM_SAW_DEATH.search(str(record.get("error"))):  # vLLM saw its core die first
+        return EngineError(f"{job.label} engine died: vLLM reported {record.get('error')}; log {log_path}:\n{tail}")
     if not record.get("ok"):
-        raise EngineError(f"{job.label} engine failed: {record.get('error')}; log {log_path}:\n{_log_tail(log_path, 25)}")
+        return EngineError(f"{job.label} engine failed: {record.get('error')}; log {log_path}:\n{tail}")
     return record
 
 
-def run_engine_job(job: Any, timeout_s: float, target: Callable[[Any], None]) -> dict[str, Any]:
+def _stalled(running: RunningEngine, stall_s: float | None) -> str | None:
+    """No progress written for `stall_s` seconds (the child writes it at start and as requests finish)."""
+    if stall_s is None:
+        return None
+    path = progress_path(running.job)
+    last = path.stat().st_mtime if path.exists() else None
+    quiet = time.time() - last if last is not None else time.perf_counter() - running.started
+    return f"no progress for {quiet:.0f} s (engine_stall_timeout_s {stall_s:.0f})" if quiet > stall_s else None
+
+
+def read_progress(job: Any) -> dict[str, Any]:
+    try:
+        return json.loads(progress_path(job).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {"phase": "starting"}
+
+
+def progress_text(jobs: list[Any]) -> str:
+    """One line: each engine's phase and request count, e.g. `reference generating gsm8k 120/200`."""
+    parts = []
+    for job in jobs:
+        progress = read_progress(job)
+        count = f" {progress['done']}/{progress['total']}" if progress.get("total") else ""
+        parts.append(f"{job.label} {progress['phase']}{count}")
+    return ", ".join(parts)
+
+
+def wait_engine_jobs(runnings: list[RunningEngine], timeout_s: float, poll_s: float = 1.0,
+                     stall_s: float | None = None,
+                     on_progress: Callable[[str], None] | None = None) -> list[dict[str, Any] | EngineError]:
+    """Wait for started children together; each ends as its record or an `EngineError`.
+
+    All engines are watched at once, so a death is seen while it happens: an EngineCore gone under
+    a live child is given `DEATH_GRACE_S` to end in order (vLLM may raise EngineDeadError itself,
+    or block for as long as `generate` runs), then the child is stopped and the death reported,
+    within seconds rather than at the timeout. When one engine fails, the others are stopped
+    too: the comparison cannot finish, and records already written stay on disk.
+    """
+    states = [_Waiting(r) for r in runnings]
+    results: dict[int, dict[str, Any] | EngineError] = {}
+    shown_at = 0.0
+    while len(results) < len(states):
+        if on_progress is not None and time.time() - shown_at >= 5.0:
+            on_progress(progress_text([r.job for r in runnings]))
+            shown_at = time.time()
+        for index, state in enumerate(states):
+            if index in results:
+                continue
+            process = state.running.process
+            process.join(poll_s / len(states))
+            if process.is_alive():
+                stalled = _stalled(state.running, stall_s)
+                if time.perf_counter() - state.running.started > timeout_s:
+                    state.timed_out = True
+                elif stalled:
+                    state.stopped_because = f"stalled: {stalled}"
+                else:
+                    state.death = _death(state.running)
+                    if state.death is None:
+                        state.death_seen_at = None
+                        continue
+                    state.death_seen_at = state.death_seen_at or time.perf_counter()
+                    if time.perf_counter() - state.death_seen_at < DEATH_GRACE_S:
+                        state.death = None
+                        continue
+            results[index] = _finish(state, timeout_s)
+            if isinstance(results[index], EngineError):
+                for other_index, other in enumerate(states):
+                    if other_index not in results and other.running.process.is_alive():
+                        other.stopped_because = f"the {state.running.job.label} engine failed"
+                        other.running.process.kill()
+    if on_progress is not None:
+        on_progress(progress_text([r.job for r in runnings]))
+    return [results[i] for i in range(len(states))]
+
+
+def wait_engine_job(running: RunningEngine, timeout_s: float, stall_s: float | None = None) -> dict[str, Any]:
+    """Wait for a started child; return its record or raise `EngineError`."""
+    result = wait_engine_jobs([running], timeout_s, stall_s=stall_s)[0]
+    if isinstance(result, EngineError):
+        raise result
+    return result
+
+
+def run_engine_job(job: Any, timeout_s: float, target: Callable[[Any], None],
+                   stall_s: float | None = None) -> dict[str, Any]:
     """Run one engine in a spawned child; return its record or raise `EngineError`.
 
     `target` is the child's entry point; any job with `label`, `record_path` and `log_path`
     works, so the correctness and the audit flows run their own bodies in the same frame.
     """
-    return wait_engine_job(start_engine_job(job, target), timeout_s)
+    return wait_engine_job(start_engine_job(job, target), timeout_s, stall_s)

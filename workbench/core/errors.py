@@ -2,7 +2,8 @@
 
 Each error carries structured fields (`key`, `path`) beside its message, and knows the exit code
 a command ends with when it escapes: bad input is 2 (nothing started), an engine or
-infrastructure failure is 3. Failed checks are not errors: they end a run with 1.
+infrastructure failure is 3, a cancel (SIGTERM, SIGINT) is 4. Failed checks are not errors:
+they end a run with 1.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ class ExitCode(IntEnum):
     CHECKS_FAILED = 1
     BAD_INPUT = 2
     ERROR = 3
+    CANCELLED = 4
 
 
 class WorkbenchError(Exception):
@@ -52,6 +54,10 @@ class CalibrationError(BadInputError):
 
 class EngineError(WorkbenchError, RuntimeError):
     """An engine could not start or generate; the message carries the cause and log tail (exit 3)."""
+
+
+class RunFolderError(WorkbenchError, OSError):
+    """The run folder cannot be created or written (unwritable, full disk): an infrastructure error (exit 3)."""
 
 
 class NotebookError(WorkbenchError, RuntimeError):

@@ -4,17 +4,22 @@ self-contained HTML report with nbconvert, and map how it ended to an exit code.
 from __future__ import annotations
 
 import json
+import os
 import sys
+import traceback
+from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-from workbench.core.errors import ExitCode
+from workbench.core.errors import ExitCode, RunFolderError, WorkbenchError
+from workbench.core.processes import ProcessTree
 from workbench.core.params import load_params
 from workbench.records import RunSummary, load_summary
 from workbench.core.resources import notebook_path
-from workbench.core.rundir import new_run_dir, write_summary
+from workbench.core.rundir import claim_run_folder, write_summary
 
 KERNEL_NAME = "mtp-workbench"
 TEMPLATES = Path(str(files("workbench") / "templates"))  # workbench_report: lab without web-loaded scripts
@@ -24,7 +29,7 @@ TEMPLATES = Path(str(files("workbench") / "templates"))  # workbench_report: lab
 class NotebookOutcome:
     """How an executed notebook ended: ok, a failed assertion cell, or an error elsewhere."""
 
-    status: str  # "ok" | "assertion" | "error"
+    status: str  # "ok" | "assertion" | "error" | "cancelled"
     message: str = ""
     cell_tags: tuple[str, ...] = ()
 
@@ -65,14 +70,19 @@ def execute(notebook: Path, output: Path, parameters: dict[str, Any], cwd: Path)
     return NotebookOutcome("ok")
 
 
-def export_html(executed: Path, html: Path, show_input: bool = False, drop_tags: tuple[str, ...] = ("widget",)) -> Path:
+def export_html(executed: Path, html: Path, show_input: bool = False, drop_tags: tuple[str, ...] = ("widget",),
+                banner: str | None = None) -> Path:
     """Self-contained HTML (figures are embedded PNG), code cells hidden unless asked for.
 
     Cells tagged `widget` (live JupyterLab controls) are dropped: a static page cannot run them.
+    `banner` (plain text, escaped here) opens the page: why a run stopped, before anything else.
     """
+    import html as html_lib
+
     import nbformat
     from nbconvert import HTMLExporter
     from nbconvert.preprocessors import TagRemovePreprocessor
+    from nbformat.v4 import new_markdown_cell
 
     exporter = HTMLExporter(template_name="workbench_report", extra_template_basedirs=[str(TEMPLATES)],
                             exclude_input=not show_input, exclude_input_prompt=True, exclude_output_prompt=True)
@@ -80,33 +90,153 @@ def export_html(executed: Path, html: Path, show_input: bool = False, drop_tags:
     notebook = nbformat.read(str(executed), as_version=4)
     if drop_tags:
         notebook.metadata.pop("widgets", None)  # the dropped widgets' saved state would be embedded otherwise
+    if banner:
+        text = html_lib.escape(banner).replace("\n", "<br>")
+        notebook.cells.insert(0, new_markdown_cell(f'<div class="workbench-banner"><strong>{text}</strong></div>'))
     body, _ = exporter.from_notebook_node(notebook)
     html.write_text(body, encoding="utf-8")
     return html
 
 
+@contextmanager
+def cancellable(tree: ProcessTree):
+    """On SIGTERM or SIGINT, stop every process of the run at once; yields the signal's name, once one came.
+
+    Stopping the kernel makes papermill return (a dead kernel), so nothing is raised into its
+    event loop; the caller reads the name to tell a cancel from a crash. Later signals are ignored
+    so the cleanup that follows is not cut short.
+    """
+    import signal
+
+    received: list[str] = []
+
+    def handler(number, _frame):
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, signal.SIG_IGN)
+        received.append(signal.Signals(number).name)
+        tree.kill(grace_s=2.0)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield received
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+@contextmanager
+def progress_lines(run_dir: Path, every_s: float = 5.0):
+    """Print each engine's real progress (from its child's progress file) to the terminal while a run executes."""
+    import threading
+
+    stop = threading.Event()
+
+    def describe(path: Path) -> str:
+        try:
+            progress = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return ""
+        label = path.name.removesuffix(".progress.json")
+        count = f" {progress['done']}/{progress['total']}" if progress.get("total") else ""
+        return f"{label} {progress['phase']}{count}"
+
+    def report() -> None:
+        last = ""
+        while not stop.wait(every_s):
+            line = ", ".join(filter(None, (describe(p) for p in sorted((run_dir / "logs").glob("*.progress.json")))))
+            if line and line != last:
+                print(f"[workbench] {line}", flush=True)
+                last = line
+
+    thread = threading.Thread(target=report, name="progress-lines", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=2)
+
+
+def _log(run_dir: Path, text: str) -> None:
+    """The command's own log: tracebacks go here, not to the user's terminal."""
+    try:
+        (run_dir / "logs").mkdir(exist_ok=True)
+        with open(run_dir / "logs" / "workbench.log", "a", encoding="utf-8") as log:
+            log.write(text.rstrip() + "\n")
+    except OSError:
+        pass
+
+
+def _finish_summary(run_dir: Path, kind: str, params: Any, status: str, message: str) -> None:
+    """Keep what the notebook wrote, and say why the run stopped; never lose the summary to a later failure."""
+    summary_path = run_dir / "summary.json"
+    try:
+        summary = load_summary(run_dir) if summary_path.exists() else RunSummary(kind=kind, params=params)
+    except WorkbenchError as exc:  # a half-written summary: start again from what is known
+        _log(run_dir, f"summary.json unreadable, rewritten: {exc}")
+        summary = RunSummary(kind=kind, params=params)
+    write_summary(run_dir, summary.model_copy(update={"error": message, "passed": False, "status": status}))
+
+
 def run_notebook_case(notebook: str, params_file: Path, overrides: dict[str, Any], out: Path | None,
-                      show_input: bool = False) -> ExitCode:
+                      show_input: bool = False, force: bool = False,
+                      preflight: Callable[[Any, Path], None] | None = None) -> ExitCode:
     """Validate, execute the notebook into a run folder, render the report, map the outcome to an exit code.
 
-    Params errors raise `ParamsError` before anything starts (the caller exits 2).
+    Bad input raises (`ParamsError` and other `BadInputError`s: exit 2) before anything starts; `preflight`
+    is the flow's own check of the params. Every process the run starts is remembered (`ProcessTree`), and
+    none outlives it: not on success, an error, a dead kernel, or a cancel (SIGTERM/SIGINT, exit 4),
+    after which summary.json and report.html say "cancelled" and keep what had finished.
     """
     params = load_params(params_file, overrides)
-    run_dir = (out or new_run_dir(params_file)).resolve()
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if preflight is not None:
+        preflight(params, params_file)
+    run_dir, lock = claim_run_folder(out, params_file, force)
+    kind = "audit" if notebook.startswith("no_sync") else "correctness"
     executed = run_dir / notebook
     print(f"[workbench] {params_file} -> {run_dir}", flush=True)
-    outcome = execute(notebook_path(notebook), executed,
-                      {"params_file": str(Path(params_file).resolve()), "overrides": overrides,
-                       "run_dir": str(run_dir)}, cwd=run_dir)
+    tree = ProcessTree(os.getpid())  # the kernel, the engine children, vLLM's processes: all remembered
+    try:
+        try:
+            with cancellable(tree) as cancelled, progress_lines(run_dir):
+                outcome = execute(notebook_path(notebook), executed,
+                                  {"params_file": str(Path(params_file).resolve()), "overrides": overrides,
+                                   "run_dir": str(run_dir)}, cwd=run_dir)
+            if cancelled:
+                _log(run_dir, f"cancelled by {cancelled[0]}; the notebook ended with: {outcome.message}")
+                outcome = NotebookOutcome("cancelled", f"cancelled by {cancelled[0]}: every process of the run "
+                                                       "was stopped; what had finished is kept")
+        finally:
+            leftovers = tree.kill()  # a dead kernel leaves its engines running
+            tree.stop()
+            if leftovers:
+                _log(run_dir, f"stopped {len(leftovers)} process(es) the run left behind: {leftovers}")
+        return _report_and_exit(run_dir, executed, kind, params, outcome, show_input)
+    except OSError as exc:  # unwritable or full disk while writing the report or summary
+        _log(run_dir, traceback.format_exc())
+        raise RunFolderError(f"{run_dir}: cannot write the run's files: {exc.strerror or exc}", path=run_dir) from exc
+    finally:
+        lock.release()
+
+
+BANNERS = {"error": "ERROR", "cancelled": "CANCELLED"}
+
+
+def _report_and_exit(run_dir: Path, executed: Path, kind: str, params: Any, outcome: NotebookOutcome,
+                     show_input: bool) -> ExitCode:
+    summary_path = run_dir / "summary.json"
+    if outcome.status in BANNERS:
+        _finish_summary(run_dir, kind, params, outcome.status, outcome.message)
     html = None
     if executed.exists():
-        html = export_html(executed, run_dir / "report.html", show_input=show_input)
-    summary_path = run_dir / "summary.json"
-    if outcome.status == "error":
-        summary = load_summary(run_dir) if summary_path.exists() else RunSummary(
-            kind="audit" if notebook.startswith("no_sync") else "correctness", params=params)
-        write_summary(run_dir, summary.model_copy(update={"error": outcome.message, "passed": False}))
+        banner = f"{BANNERS[outcome.status]}: {outcome.message}" if outcome.status in BANNERS else None
+        try:
+            html = export_html(executed, run_dir / "report.html", show_input=show_input, banner=banner)
+        except Exception as exc:  # the summary is on disk already; the report is lost, not the run
+            _log(run_dir, traceback.format_exc())
+            _finish_summary(run_dir, kind, params, "error", f"report not rendered: {type(exc).__name__}: {exc}")
+            print(f"[workbench] ERROR report not rendered: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+            return ExitCode.ERROR
     print(f"[workbench] report: {html or '(not written: the notebook did not start)'}", flush=True)
     print(f"[workbench] summary: {summary_path}", flush=True)
     if outcome.status == "ok":
@@ -115,5 +245,9 @@ def run_notebook_case(notebook: str, params_file: Path, overrides: dict[str, Any
     if outcome.status == "assertion":
         print(f"[workbench] FAILED {outcome.message}", flush=True)
         return ExitCode.CHECKS_FAILED
-    print(f"[workbench] ERROR {outcome.message}", file=sys.stderr, flush=True)
+    if outcome.status == "cancelled":
+        print(f"[workbench] CANCELLED {outcome.message}", file=sys.stderr, flush=True)
+        return ExitCode.CANCELLED
+    print(f"[workbench] ERROR {outcome.message.splitlines()[0] if outcome.message else ''}", file=sys.stderr,
+          flush=True)
     return ExitCode.ERROR

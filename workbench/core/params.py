@@ -71,7 +71,10 @@ class CaseParams(BaseModel):
     additional_config: dict[str, Any] | None = None
     engine_kwargs: dict[str, Any] = Field(default_factory=dict, description="any other vllm.LLM keyword")
     cpu_kvcache_space_gib: int | None = Field(None, ge=1, description="sets VLLM_CPU_KVCACHE_SPACE")
-    engine_timeout_s: float = Field(3600.0, gt=0)
+    engine_timeout_s: float = Field(3600.0, gt=0, description="an engine still running after this long is stopped")
+    engine_stall_timeout_s: float = Field(
+        900.0, gt=0, description="an engine that reports no progress (start, finished requests) for this long is "
+                                 "stopped as stalled")
     parallel_engines: bool = Field(False, description="run reference and speculative engines at the same time")
     engine_cpu_binding: list[str] | None = Field(
         None, description="VLLM_CPU_OMP_THREADS_BIND of the reference and the speculative engine, e.g. ['0', '1']")
@@ -108,8 +111,14 @@ def _field_of(error: dict) -> str:
 
 
 def resolve_model_path(value: str, params_file: Path) -> str:
-    """A local folder (made absolute) or a hub id; anything else is an error."""
-    candidate = (params_file.parent / value).expanduser()
+    """A local folder (made absolute) or a hub id; anything else is an error.
+
+    A relative path is looked up beside the params file, then in the current folder, so
+    `-p model models/tiny-qwen3_5-mtp` means the folder here and is never sent to a hub.
+    """
+    beside_params = (params_file.parent / value).expanduser()
+    here = Path(value).expanduser()
+    candidate = beside_params if beside_params.exists() or not here.exists() else here
     if candidate.exists():
         if not (candidate / "config.json").exists():
             raise ParamsError(f"{params_file}: key 'model': {candidate} has no config.json", key="model",
@@ -120,6 +129,14 @@ def resolve_model_path(value: str, params_file: Path) -> str:
         raise ParamsError(f"{params_file}: key 'model': model path {value!r} not found "
                           f"(looked for {candidate.resolve()})", key="model", path=params_file)
     return value  # a hub id: fetched by vLLM on a connected machine
+
+
+def _local_or_hub(value: str, params_file: Path) -> str:
+    """A dataset folder beside the params file or here, made absolute (the notebook runs in the run folder)."""
+    for candidate in ((params_file.parent / value).expanduser(), Path(value).expanduser()):
+        if candidate.exists():
+            return str(candidate.resolve())
+    return value
 
 
 def parse_override(key: str, raw: str) -> tuple[str, Any]:
@@ -154,6 +171,8 @@ def load_params(path: str | Path, overrides: dict[str, Any] | None = None) -> Ca
         data["model"] = resolve_model_path(data["model"], path)
     if isinstance(data.get("tokenizer"), str):
         data["tokenizer"] = resolve_model_path(data["tokenizer"], path)
+    if isinstance(data.get("dataset"), str):
+        data["dataset"] = _local_or_hub(data["dataset"], path)
     try:
         return CaseParams(**data)
     except ValidationError as exc:
@@ -164,3 +183,27 @@ def load_params(path: str | Path, overrides: dict[str, Any] | None = None) -> Ca
 
 def case_name(path: str | Path) -> str:
     return Path(path).stem
+
+
+def check_against_vllm(params: CaseParams, path: str | Path) -> None:
+    """Keys the installed vLLM would reject, refused now (exit 2) instead of after an engine start.
+
+    Read from vLLM's source (`workbench.core.vllm_facts`), so nothing is imported or started.
+    """
+    from workbench.core import vllm_facts
+
+    version = vllm_facts.vllm_version() or "unknown"
+    methods = vllm_facts.speculative_methods()
+    if methods is not None and params.method not in methods:
+        raise ParamsError(f"{path}: key 'method': {params.method!r} is not a speculative method of vLLM {version} "
+                          f"(known: {', '.join(sorted(methods))})", key="method", path=path)
+    spec_keys = vllm_facts.speculative_config_keys()
+    unknown = sorted(set(params.speculative_extra) - spec_keys) if spec_keys is not None else []
+    if unknown:
+        raise ParamsError(f"{path}: key 'speculative_extra.{unknown[0]}': vLLM {version}'s speculative config has no "
+                          f"key {unknown[0]!r}", key=f"speculative_extra.{unknown[0]}", path=path)
+    engine_keys = vllm_facts.engine_argument_names()
+    unknown = sorted(set(params.engine_kwargs) - engine_keys) if engine_keys is not None else []
+    if unknown:
+        raise ParamsError(f"{path}: key 'engine_kwargs.{unknown[0]}': not an engine argument of vLLM {version} "
+                          f"(vllm.LLM / EngineArgs)", key=f"engine_kwargs.{unknown[0]}", path=path)

@@ -13,7 +13,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from workbench.core.engine import ChildJob, ChildState, child_frame, generate, supported_llm_kwargs
+from workbench.core.engine import (ChildJob, ChildState, child_frame, generate, progress_bar, progress_path,
+                                   supported_llm_kwargs)
 from workbench.records import EngineRecord
 
 
@@ -35,11 +36,14 @@ def _correctness_body(job: EngineJob, state: ChildState) -> None:
     started = time.perf_counter()
     state.llm = LLM(**supported_llm_kwargs(job.llm_kwargs))
     record["init_s"] = time.perf_counter() - started
-    gsm8k, seconds, counters = generate(state.llm, job.gsm8k_prompts, job.gsm8k_sampling)
+    progress = progress_path(job)
+    gsm8k, seconds, counters = generate(state.llm, job.gsm8k_prompts, job.gsm8k_sampling,
+                                        progress_bar(progress, "generating gsm8k"))
     output_tokens = sum(len(r["token_ids"]) for r in gsm8k)
     record.update(gsm8k=gsm8k, generate_s=seconds, output_tokens=output_tokens,
                   output_tokens_per_s=output_tokens / seconds if seconds > 0 else None, spec_counters=counters)
-    match, match_seconds, match_counters = generate(state.llm, job.match_prompts, job.match_sampling)
+    match, match_seconds, match_counters = generate(state.llm, job.match_prompts, job.match_sampling,
+                                                    progress_bar(progress, "generating output match"))
     record.update(output_match=match, match_generate_s=match_seconds, match_spec_counters=match_counters)
 
 

@@ -9,6 +9,7 @@ The notebook `notebooks/mtp_correctness.ipynb` calls these functions and nothing
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,9 @@ import pandas as pd
 from workbench import gsm8k
 from workbench.correctness import prompts
 from workbench.core.checks import all_passed, evaluate_checks
-from workbench.core.engine import run_engine_job, start_engine_job, wait_engine_job
+from workbench.core.engine import start_engine_job, wait_engine_jobs
 from workbench.core.errors import EngineError
+from workbench.core.case_header import case_header
 from workbench.core.params import CaseParams, case_name
 from workbench.records import (EngineSummary, EngineVersions, OutputMatch, OutputMatchSummary, RunSummary,
                                     SpeculativeSummary, Timings, write_record)
@@ -125,30 +127,50 @@ def _with_question_ids(ctx: RunContext, record: dict[str, Any]) -> dict[str, Any
     return record
 
 
-def run_engine(ctx: RunContext, label: str) -> dict[str, Any]:
+def run_engine(ctx: RunContext, label: str, on_progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run the reference or the speculative engine alone."""
-    return _with_question_ids(ctx, run_engine_job(engine_job(ctx, label), ctx.params.engine_timeout_s,
-                                                  correctness_child))
+    running = start_engine_job(engine_job(ctx, label), correctness_child)
+    result = wait_engine_jobs([running], ctx.params.engine_timeout_s, stall_s=ctx.params.engine_stall_timeout_s,
+                              on_progress=on_progress)[0]
+    if isinstance(result, EngineError):
+        raise result
+    return _with_question_ids(ctx, result)
+
+
+def run_engines_in_turn(ctx: RunContext, on_progress: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+    return [run_engine(ctx, label, on_progress) for label in RUN_LABELS]
+
+
+def _progress_display() -> Callable[[str], None] | None:
+    """In a notebook, one line that shows each engine's progress and is updated in place (the report keeps
+    its final state); elsewhere nothing."""
+    try:
+        from IPython import get_ipython
+        from IPython.display import display
+    except ImportError:
+        return None
+    if get_ipython() is None:
+        return None
+    handle = display({"text/plain": "engines: starting"}, raw=True, display_id=True)
+    return lambda text: handle.update({"text/plain": f"engines: {text}"}, raw=True)
 
 
 def run_engines(ctx: RunContext) -> tuple[dict[str, Any], dict[str, Any]]:
     """Both engines: one after the other, or side by side with `parallel_engines` (each on its own cores).
 
-    Side by side, both children are waited for before an error is raised, so the record of the
-    one that finished is on disk either way.
+    Side by side, both are watched together: an engine that dies is reported within seconds, the
+    other is then stopped, and a record already written stays on disk.
     """
+    show = _progress_display()
     if not ctx.params.parallel_engines:
-        return run_engine(ctx, "reference"), run_engine(ctx, "speculative")
+        return tuple(run_engines_in_turn(ctx, show))
     running = [start_engine_job(engine_job(ctx, label), correctness_child) for label in RUN_LABELS]
-    results: list[dict[str, Any] | EngineError] = []
-    for handle in running:
-        try:
-            results.append(_with_question_ids(ctx, wait_engine_job(handle, ctx.params.engine_timeout_s)))
-        except EngineError as exc:
-            results.append(exc)
+    results = wait_engine_jobs(running, ctx.params.engine_timeout_s, stall_s=ctx.params.engine_stall_timeout_s,
+                               on_progress=show)
     errors = [r for r in results if isinstance(r, EngineError)]
     if errors:
         raise EngineError("; ".join(str(e) for e in errors))
+    results = [_with_question_ids(ctx, r) for r in results]
     return results[0], results[1]
 
 
@@ -231,6 +253,7 @@ def build_summary(ctx: RunContext, reference: dict, speculative: dict, table: pd
     )
     summary.checks = evaluate_checks(summary)
     summary.passed = all_passed(summary.checks)
+    summary.status = "passed" if summary.passed else "failed"
     write_summary(ctx.run_dir, summary)
     return summary
 
@@ -239,26 +262,28 @@ def build_summary(ctx: RunContext, reference: dict, speculative: dict, table: pd
 
 
 def describe_case(ctx: RunContext) -> str:
-    """Markdown header of the report: what ran, on what, with which thresholds."""
+    """HTML header of the report: what ran, on what, with which thresholds (params text escaped)."""
     p = ctx.params
-    lines = [
-        f"**Case** `{case_name(ctx.params_file)}` — {p.description or p.model}",
-        f"- model: `{p.model}`" + (" — **placeholder weights (load_format: dummy): numbers are meaningless**"
-                                  if p.placeholder_weights or p.load_format == "dummy" else ""),
-        f"- speculative: `{p.speculative_config()}`",
-        f"- GSM8k: {len(ctx.questions)} test questions, {p.num_shots}-shot, greedy, max_tokens {p.max_tokens}; "
-        f"threshold {p.threshold} on the `{p.primary_scorer}` scorer"
-        + (" (**switched off**)" if not p.threshold else "")
-        + (f" — {p.threshold_source}" if p.threshold_source else ""),
-        f"- output match: {len(ctx.match_prompts)} prompts, {p.output_match_max_tokens} new tokens, "
-        f"mode `{p.match_mode}`, at least {required_matches(len(ctx.match_prompts), p.required_match_share)} "
-        f"of {len(ctx.match_prompts)} required (upstream: int({p.required_match_share} x n) + 1)"
-        + (" counting near-ties as matches" if p.match_mode == "tie_aware" else " identical texts")
-        + f"; near-tie: each token in the other's top {p.match_logprobs} and a reference top-2 gap <= "
-        f"{tie_margin(p)[1]}",
-        f"- intended hardware: {p.intended_hardware}; run folder `{ctx.run_dir}`",
+    placeholder = " (placeholder weights, load_format: dummy: numbers are meaningless)" \
+        if p.placeholder_weights or p.load_format == "dummy" else ""
+    needed = required_matches(len(ctx.match_prompts), p.required_match_share)
+    rows = [
+        ("model", f"{p.model}{placeholder}"),
+        ("speculative", str(p.speculative_config())),
+        ("GSM8k", f"{len(ctx.questions)} test questions, {p.num_shots}-shot, greedy, max_tokens {p.max_tokens}; "
+                  f"threshold {p.threshold} on the {p.primary_scorer} scorer"
+                  + (" (switched off)" if not p.threshold else "")
+                  + (f"; source: {p.threshold_source}" if p.threshold_source else "")),
+        ("output match", f"{len(ctx.match_prompts)} prompts, {p.output_match_max_tokens} new tokens, mode "
+                         f"{p.match_mode}, at least {needed} of {len(ctx.match_prompts)} required (upstream: "
+                         f"int({p.required_match_share} x n) + 1)"
+                         + (" counting near-ties as matches" if p.match_mode == "tie_aware" else " identical texts")
+                         + f"; near-tie: each token in the other's top {p.match_logprobs} and a reference top-2 "
+                           f"gap <= {tie_margin(p)[1]}"),
+        ("intended hardware", p.intended_hardware),
+        ("run folder", str(ctx.run_dir)),
     ]
-    return "\n".join(lines)
+    return case_header(case_name(ctx.params_file), p.description or p.model, rows)
 
 
 def acceptance_frame(accept: dict[str, Any]) -> pd.DataFrame:
