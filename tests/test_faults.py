@@ -246,3 +246,15 @@ def test_calibrate_refuses_a_broken_run_folder_with_exit_2(finished_run, tmp_pat
     assert main(["calibrate", str(finished_run), "--out", str(tmp_path / "calibration")]) == 2
     err = capsys.readouterr().err
     assert message in err and str(finished_run) in err and "Traceback" not in err
+
+
+@pytest.mark.vllm
+def test_an_engine_timeout_is_an_error_with_nothing_left_behind(tmp_path, start) -> None:
+    out = tmp_path / "run"
+    command, tree = start(out, "-p", "engine_timeout_s", "12")
+    stdout, stderr = command.communicate(timeout=180)
+    assert command.returncode == 3, stdout[-2000:] + stderr[-2000:]
+    assert "timed out after 12 s" in stderr and "Traceback" not in stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "error" and "timed out" in summary["error"]
+    assert not tree.alive(), "the engines' EngineCore and workers end with the command"
