@@ -184,10 +184,11 @@ def test_a_cancel_stops_every_process_and_says_cancelled(tmp_path, start, sig, c
 @pytest.mark.vllm
 def test_a_killed_engine_core_is_reported_as_engine_died(tmp_path, start) -> None:
     out = tmp_path / "run"
-    command, tree = start(out, "-p", "num_questions", "200")
-    core = _wait_for(lambda: _engine_cores(tree, "speculative"), 180, "the speculative EngineCore")[0]
+    # one engine after the other: the reference has finished when the speculative engine's core is killed
+    command, tree = start(out, "-p", "num_questions", "100", "-p", "parallel_engines", "false")
+    core = _wait_for(lambda: _engine_cores(tree, "speculative"), 300, "the speculative EngineCore")[0]
     _wait_for(lambda: (out / "logs" / "speculative.log").exists() and
-              "Avg prompt throughput" in (out / "logs" / "speculative.log").read_text(), 180, "generation")
+              "Avg prompt throughput" in (out / "logs" / "speculative.log").read_text(), 300, "generation")
     core.kill()
     killed = time.time()
     stdout, stderr = command.communicate(timeout=300)

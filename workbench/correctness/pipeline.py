@@ -168,8 +168,9 @@ def run_engines(ctx: RunContext) -> tuple[dict[str, Any], dict[str, Any]]:
     results = wait_engine_jobs(running, ctx.params.engine_timeout_s, stall_s=ctx.params.engine_stall_timeout_s,
                                on_progress=show)
     errors = [r for r in results if isinstance(r, EngineError)]
-    if errors:
-        raise EngineError("; ".join(str(e) for e in errors))
+    if errors:  # the causes on the first line (what the command prints), then each engine's log tail
+        causes = "; ".join(str(e).splitlines()[0] for e in errors)
+        raise EngineError(causes + "\n\n" + "\n\n".join(str(e) for e in errors))
     results = [_with_question_ids(ctx, r) for r in results]
     return results[0], results[1]
 
