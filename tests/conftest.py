@@ -40,3 +40,16 @@ def recorded_context(recorded: dict, run_dir: Path, **overrides):
         for row, question in zip(recorded[label]["gsm8k"], ctx.questions):
             row["question_id"] = question.question_id
     return ctx
+
+
+@pytest.fixture
+def finished_run(tmp_path, recorded) -> Path:
+    """A correctness run folder built by the real stages from the recorded engine outputs (no engine)."""
+    from workbench.correctness import pipeline
+
+    ctx = recorded_context(recorded, tmp_path / "run")
+    table = pipeline.score(ctx, recorded["reference"], recorded["speculative"])
+    match = pipeline.compare_outputs(ctx, recorded["reference"], recorded["speculative"])
+    pipeline.build_summary(ctx, recorded["reference"], recorded["speculative"], table, match,
+                           pipeline.acceptance(recorded["speculative"]))
+    return ctx.run_dir

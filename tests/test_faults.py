@@ -220,19 +220,6 @@ def test_a_killed_kernel_is_an_error_with_nothing_left_behind(tmp_path, start) -
 # ------------------------------------------------------------------ calibrate on broken run folders
 
 
-@pytest.fixture
-def finished_run(tmp_path, recorded):
-    from conftest import recorded_context
-    from workbench.correctness import pipeline
-
-    ctx = recorded_context(recorded, tmp_path / "run")
-    table = pipeline.score(ctx, recorded["reference"], recorded["speculative"])
-    match = pipeline.compare_outputs(ctx, recorded["reference"], recorded["speculative"])
-    pipeline.build_summary(ctx, recorded["reference"], recorded["speculative"], table, match,
-                           pipeline.acceptance(recorded["speculative"]))
-    return ctx.run_dir
-
-
 @pytest.mark.parametrize("damage, message", [
     (lambda run: (run / "questions.csv").write_text(""), "questions.csv: empty"),
     (lambda run: (run / "summary.json").write_text('{"reference": 3}'), "not a RunSummary"),

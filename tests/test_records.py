@@ -7,21 +7,14 @@ import shutil
 
 import pytest
 
-from conftest import REPO, recorded_context
+from conftest import REPO
 from workbench.core.errors import RecordError
 from workbench.records import SCHEMA_VERSION, RunSummary, load_summary, schema_markdown, update_design_doc
-from workbench.correctness import pipeline
 
 
 @pytest.fixture
-def run_dir(tmp_path, recorded):
-    """A correctness run folder built by the real stages from recorded engine outputs."""
-    ctx = recorded_context(recorded, tmp_path / "run")
-    table = pipeline.score(ctx, recorded["reference"], recorded["speculative"])
-    match = pipeline.compare_outputs(ctx, recorded["reference"], recorded["speculative"])
-    pipeline.build_summary(ctx, recorded["reference"], recorded["speculative"], table, match,
-                           pipeline.acceptance(recorded["speculative"]))
-    return ctx.run_dir
+def run_dir(finished_run):
+    return finished_run
 
 
 def test_summary_round_trips_through_the_model(run_dir) -> None:
