@@ -246,3 +246,21 @@ def test_an_engine_timeout_is_an_error_with_nothing_left_behind(tmp_path, start)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "error" and "timed out" in summary["error"]
     assert not tree.alive(), "the engines' EngineCore and workers end with the command"
+
+
+@pytest.mark.vllm
+def test_a_full_disk_is_an_infrastructure_error_without_a_truncated_summary(tmp_path, start) -> None:
+    disk = tmp_path / "small-disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=150k", "tmpfs", str(disk)], capture_output=True).returncode:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    try:
+        command, tree = start(disk / "run", "-p", "num_questions", "20")
+        stdout, stderr = command.communicate(timeout=300)
+        assert command.returncode == 3, stdout[-2000:] + stderr[-2000:]
+        assert "No space left on device" in stderr and "Traceback" not in stderr
+        summary = disk / "run" / "summary.json"
+        assert not summary.exists() or json.loads(summary.read_text())  # whole or absent, never truncated
+        assert not tree.alive()
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)

@@ -11,6 +11,7 @@ later. `docs/DESIGN.md` shows the JSON schema generated from these models (`sche
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -364,7 +365,12 @@ def load_engine_record(path: str | Path) -> EngineRecord:
 def write_record(path: str | Path, record: Record) -> Path:
     """A record as JSON (by alias, so `class` stays the key name), written whole."""
     path = Path(path)
-    path.write_text(record.model_dump_json(indent=2, by_alias=True) + "\n", encoding="utf-8")
+    partial = path.with_name(path.name + ".partial")
+    try:  # whole or not at all: a full disk must not leave a truncated summary behind
+        partial.write_text(record.model_dump_json(indent=2, by_alias=True) + "\n", encoding="utf-8")
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
     return path
 
 
