@@ -29,10 +29,17 @@ class ProcessTree:
         self._thread.start()
 
     def snapshot(self) -> None:
-        try:
-            children = psutil.Process(self.root_pid).children(recursive=True)
-        except psutil.Error:
-            return
+        """Remember the root's descendants, and those of every remembered process (an orphan's children too)."""
+        with self._lock:
+            parents = [(self.root_pid, None), *((pid, seen[0]) for pid, seen in self._seen.items())]
+        children = []
+        for pid, created in parents:
+            try:
+                process = psutil.Process(pid)
+                if created is None or process.create_time() == created:  # not a reused pid
+                    children += process.children(recursive=True)
+            except psutil.Error:
+                continue
         with self._lock:
             for child in children:
                 try:  # the command line is read again each time: vLLM renames its processes after they start
