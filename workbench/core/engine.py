@@ -357,21 +357,19 @@ def _stalled(running: RunningEngine, stall_s: float | None) -> str | None:
     return f"no progress for {quiet:.0f} s (engine_stall_timeout_s {stall_s:.0f})" if quiet > stall_s else None
 
 
-def read_progress(job: Any) -> dict[str, Any]:
+def describe_progress(path: Path) -> str | None:
+    """`reference generating gsm8k 120/200` from one progress file; None while there is none to read."""
     try:
-        return json.loads(progress_path(job).read_text(encoding="utf-8"))
+        progress = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return {"phase": "starting"}
+        return None
+    count = f" {progress['done']}/{progress['total']}" if progress.get("total") else ""
+    return f"{path.name.removesuffix('.progress.json')} {progress['phase']}{count}"
 
 
 def progress_text(jobs: list[Any]) -> str:
-    """One line: each engine's phase and request count, e.g. `reference generating gsm8k 120/200`."""
-    parts = []
-    for job in jobs:
-        progress = read_progress(job)
-        count = f" {progress['done']}/{progress['total']}" if progress.get("total") else ""
-        parts.append(f"{job.label} {progress['phase']}{count}")
-    return ", ".join(parts)
+    """One line: each engine's phase and request count."""
+    return ", ".join(describe_progress(progress_path(job)) or f"{job.label} starting" for job in jobs)
 
 
 def wait_engine_jobs(runnings: list[RunningEngine], timeout_s: float, poll_s: float = 1.0,

@@ -129,21 +129,15 @@ def progress_lines(run_dir: Path, every_s: float = 5.0):
     """Print each engine's real progress (from its child's progress file) to the terminal while a run executes."""
     import threading
 
-    stop = threading.Event()
+    from workbench.core.engine import describe_progress
 
-    def describe(path: Path) -> str:
-        try:
-            progress = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return ""
-        label = path.name.removesuffix(".progress.json")
-        count = f" {progress['done']}/{progress['total']}" if progress.get("total") else ""
-        return f"{label} {progress['phase']}{count}"
+    stop = threading.Event()
 
     def report() -> None:
         last = ""
         while not stop.wait(every_s):
-            line = ", ".join(filter(None, (describe(p) for p in sorted((run_dir / "logs").glob("*.progress.json")))))
+            paths = sorted((run_dir / "logs").glob("*.progress.json"))
+            line = ", ".join(filter(None, (describe_progress(p) for p in paths)))
             if line and line != last:
                 print(f"[workbench] {line}", flush=True)
                 last = line
