@@ -19,7 +19,8 @@ cells = [
  new_code_cell('reference, speculative = pipeline.run_engines(ctx)\n'
                'display(pd.DataFrame([pipeline.timings(reference), pipeline.timings(speculative)], index=["reference", "speculative"]))'),
  new_markdown_cell("## GSM8k accuracy under every scorer"),
- new_code_cell("questions = pipeline.score(ctx, reference, speculative)\naccuracy = pipeline.accuracy_table(questions)\ndisplay(accuracy.style.format(\"{:.4f}\"))\n"
+ new_code_cell("questions = pipeline.score(ctx, reference, speculative)\naccuracy = pipeline.accuracy_table(questions)\n"
+               "display(pipeline.score_frame(questions).style.format(\"{:.4f}\"))\n"
                "fig = figures.accuracy_vs_threshold(accuracy, ctx.params.threshold, ctx.params.primary_scorer)"),
  new_markdown_cell("## Speculative decoding: acceptance"),
  new_code_cell("accept = pipeline.acceptance(speculative)\ndisplay(pipeline.acceptance_frame(accept))\n"
@@ -29,12 +30,15 @@ cells = [
                    "10 new tokens, compared exactly. Each mismatch is classified at its first divergent token from both "
                    "engines' top logprobs: a *near-tie* when each engine's token is in the other's top-N and the "
                    "reference's top-2 gap is within the dtype's rounding (`tie_margin`), else a *divergence*. "
-                   "`match_mode: exact` judges identical texts only (upstream); `tie_aware` also counts near-ties."),
+                   "`match_mode: exact` judges identical texts only (upstream); `tie_aware` also counts near-ties. "
+                   "Beside it, the *control*: the reference engine against itself under other batching (reversed "
+                   "order, smaller batches). A prompt that differs there differs without speculation: engine noise."),
  new_code_cell("match = pipeline.compare_outputs(ctx, reference, speculative)\ndisplay(pipeline.match_frame(match))\n"
                "fig = figures.match_classes(match)"),
  new_markdown_cell("### Mismatches, at their first divergent token\nBoth engines' top logprobs at that position and "
                    "the class: a near-tie's tokens are each in the other's top-N, with a reference top-2 gap within "
-                   "`tie_margin`."),
+                   "`tie_margin`. *also in control* tells engine noise (the prompt differs in the control too) "
+                   "from a difference that comes only with speculation."),
  new_code_cell("display(pipeline.mismatch_frame(match))"),
  new_markdown_cell("### GSM8k completions: where the two runs disagree"),
  new_code_cell(

@@ -81,7 +81,8 @@ def test_check_registry_is_what_every_summary_is_judged_by(recorded, tmp_path) -
     from workbench.records import Check
 
     names = [c.name for c in checks_for("correctness")]
-    assert names == ["reference_accuracy", "speculative_accuracy", "output_match", "acceptance_length"]
+    assert names == ["reference_accuracy", "speculative_accuracy", "output_match", "acceptance_length",
+                     "async_scheduling"]
 
     @register_check("always_fails", kinds=("correctness",))
     def always_fails(summary) -> Check:

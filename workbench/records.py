@@ -56,6 +56,7 @@ class Completion(Record):
     spec: dict[str, Any] | None = Field(None, description="vLLM's per-request spec-decode metrics (to_dict)")
     top_logprobs: list[list[TopLogprob]] | None = Field(None, description="top-N per generated token, when asked")
     question_id: int | None = None
+    prompt: str | None = Field(None, description="the prompt text as the engine rendered it (chat prompts)")
 
 
 class EngineVersions(Record):
@@ -66,6 +67,13 @@ class EngineVersions(Record):
 
 SpecCounters = dict[str, int | float | list[int] | list[float]]
 """vLLM's spec-decode counters by metric name (`vllm:spec_decode_num_drafts`, ...), as one generate call added."""
+
+
+class ControlBatching(Record):
+    """How the control generation was batched: another order and batch size than the first pass."""
+
+    order: Literal["reversed"] = "reversed"
+    batch_size: int
 
 
 class EngineRecord(Record):
@@ -87,6 +95,12 @@ class EngineRecord(Record):
     output_match: list[Completion] = Field(default_factory=list)
     match_generate_s: float | None = None
     match_spec_counters: SpecCounters = Field(default_factory=dict)
+    output_match_control: list[Completion] = Field(
+        default_factory=list, description="reference only: the output-match prompts again under other batching")
+    control_generate_s: float | None = None
+    control_batching: ControlBatching | None = None
+    async_scheduling: bool | None = Field(None, description="scheduler_config.async_scheduling of the built engine")
+    device_type: str | None = Field(None, description="the engine's device type (cpu, cuda, ...)")
     wall_s: float | None = None
     orphans_killed: list[int] = Field(default_factory=list,
                                       description="pids of this engine's processes killed after its child ended")
@@ -101,6 +115,7 @@ class Timings(Record):
     output_tokens: int | None = None
     output_tokens_per_s: float | None = None
     match_generate_s: float | None = None
+    control_generate_s: float | None = None
     wall_s: float | None = None
 
 
@@ -132,6 +147,22 @@ class ClassTally(Record):
     by_kind: dict[str, int] = Field(default_factory=dict)
 
 
+class MatchControl(Record):
+    """The noise floor: the reference engine against itself under other batching (order, batch size).
+
+    A prompt that differs here differs without speculation: engine noise, not the drafter's fault.
+    """
+
+    matched: int
+    total: int
+    share: float | None
+    by_kind: dict[str, KindTally] = Field(default_factory=dict)
+    near_ties: ClassTally | None = None
+    divergences: ClassTally | None = None
+    order: str | None = None
+    batch_size: int | None = None
+
+
 class OutputMatchSummary(Record):
     """Upstream's output-match check: exact counts always; near-ties and divergences from top logprobs."""
 
@@ -140,6 +171,11 @@ class OutputMatchSummary(Record):
     share: float | None
     required_share: float
     by_kind: dict[str, KindTally] = Field(default_factory=dict)
+    prompt_format: Literal["chat", "completion"] | None = Field(
+        None, description="how the prompts were sent: chat (the model's template, llm.chat) or completion")
+    control: MatchControl | None = Field(None, description="reference vs reference: the engine's own noise floor")
+    required_share_by_kind: dict[str, float] | None = None
+    required_matches_by_kind: dict[str, int] | None = None
     mode: MatchMode = "exact"
     required_matches: int | None = None
     judged_matched: int | None = None
@@ -165,6 +201,8 @@ class Mismatch(Record):
     speculative_top_logprobs: list[TopLogprob] | None = None
     reference: str
     speculative: str
+    in_control: bool | None = Field(
+        None, description="the prompt differs in the control too (engine noise); false: only with speculation")
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -180,6 +218,8 @@ class OutputMatch(OutputMatchSummary):
     """output_match.json: the summary's counts plus every mismatch with its class and logprobs."""
 
     mismatches: list[Mismatch] = Field(default_factory=list)
+    control_mismatches: list[Mismatch] = Field(
+        default_factory=list, description="reference vs control; the `speculative*` fields hold the control's")
     gsm8k_divergences: list[GSM8kDivergence] = Field(default_factory=list)
 
 
@@ -195,7 +235,12 @@ class Check(Record):
 
 class EngineSummary(Record):
     accuracy: dict[str, float] = Field(description="accuracy per registered scorer")
+    invalid_rate: dict[str, float] = Field(
+        default_factory=dict, description="per scorer: share of completions where it finds no answer (upstream's "
+                                          "invalid_rate is the upstream scorer's)")
     timings: Timings = Field(default_factory=Timings)
+    async_scheduling: bool | None = Field(None, description="the engine's scheduler_config.async_scheduling")
+    device_type: str | None = None
 
 
 class SpeculativeSummary(EngineSummary):

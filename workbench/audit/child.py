@@ -16,7 +16,7 @@ from typing import Any
 
 from workbench.audit.probe import POSITIVE_CONTROL, install_from_env, set_phase
 from workbench.core.engine import (ChildJob, ChildState, child_frame, completion_record, run_engine_job,
-                                   supported_llm_kwargs)
+                                   scheduling_facts, supported_llm_kwargs)
 
 # Upstream's one prompt first; a few more so that the batch holds several requests. Greedy, 10 new
 # tokens, as upstream.
@@ -60,10 +60,9 @@ def audit_body(job: AuditJob, state: ChildState) -> None:
     started = time.perf_counter()
     state.llm = llm = LLM(**supported_llm_kwargs(job.llm_kwargs))
     record["init_s"] = time.perf_counter() - started
-    config = llm.llm_engine.vllm_config  # as upstream: read it back after construction
-    active = bool(config.scheduler_config.async_scheduling)
-    device_type = str(getattr(config.device_config, "device_type", "?"))
-    spec = config.speculative_config
+    facts = scheduling_facts(llm)  # as upstream: read back after construction
+    active, device_type = facts["async_scheduling"], facts["device_type"]
+    spec = llm.llm_engine.vllm_config.speculative_config
     record.update(async_scheduling_active=active, device_type=device_type,
                   async_scheduling_reason=async_reason(active, job.llm_kwargs.get("async_scheduling"), device_type),
                   speculative_active={"method": getattr(spec, "method", None),

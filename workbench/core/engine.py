@@ -66,7 +66,8 @@ def top_logprobs(position_logprobs: dict[int, Any]) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda row: -row["logprob"])
 
 
-def completion_record(prompt_id: int, output: Any) -> dict[str, Any]:
+def completion_record(prompt_id: int, output: Any, keep_prompt: bool = False) -> dict[str, Any]:
+    """One request's output as a plain row; `keep_prompt` keeps the prompt text the engine rendered (chat)."""
     completion = output.outputs[0]
     spec = getattr(completion, "spec_decode_metrics", None)
     record = {
@@ -78,6 +79,8 @@ def completion_record(prompt_id: int, output: Any) -> dict[str, Any]:
     }
     if completion.logprobs is not None:  # asked for (output-match prompts): top-N per generated token
         record["top_logprobs"] = [top_logprobs(position) for position in completion.logprobs]
+    if keep_prompt:
+        record["prompt"] = output.prompt
     return record
 
 
@@ -122,17 +125,30 @@ def progress_bar(path: Path, phase: str) -> Any:
     return FileProgress
 
 
-def generate(llm: Any, prompts: list[str], sampling: dict[str, Any],
-             progress: Any = None) -> tuple[list[dict], float, dict]:
-    """Generate, with vLLM's counters before and after; `progress` is a `progress_bar` class or None."""
+def generate(llm: Any, prompts: list[str] | list[list[dict[str, str]]], sampling: dict[str, Any],
+             progress: Any = None, chat: bool = False) -> tuple[list[dict], float, dict]:
+    """Generate, with vLLM's counters before and after; `progress` is a `progress_bar` class or None.
+
+    `chat`: `prompts` are conversations, sent through `llm.chat` (the model's chat template) as
+    upstream's test sends them; each row then keeps the prompt text the engine rendered.
+    """
     from vllm import SamplingParams
 
     before = read_spec_counters(llm.get_metrics())
     started = time.perf_counter()
-    outputs = llm.generate(prompts, SamplingParams(**sampling), use_tqdm=progress or False)
+    send = llm.chat if chat else llm.generate
+    outputs = send(prompts, SamplingParams(**sampling), use_tqdm=progress or False)
     seconds = time.perf_counter() - started
     counters = counters_delta(read_spec_counters(llm.get_metrics()), before)
-    return [completion_record(i, out) for i, out in enumerate(outputs)], seconds, counters
+    return [completion_record(i, out, keep_prompt=chat) for i, out in enumerate(outputs)], seconds, counters
+
+
+def scheduling_facts(llm: Any) -> dict[str, Any]:
+    """How the built engine schedules, read back from its config as upstream reads it: whether async
+    scheduling is active, and the device type (vLLM turns async scheduling off on CPU)."""
+    config = llm.llm_engine.vllm_config
+    return {"async_scheduling": bool(config.scheduler_config.async_scheduling),
+            "device_type": str(getattr(config.device_config, "device_type", "?"))}
 
 
 def supported_llm_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:

@@ -52,9 +52,26 @@ class CaseParams(BaseModel):
     match_mode: Literal["exact", "tie_aware"] = Field(
         "exact", description="exact: upstream's rule, int(share x n) + 1 identical texts; tie_aware: near-ties "
                              "(bf16 rounding at a top-2 gap of at most tie_margin) count as matches")
+    prompt_format: Literal["auto", "chat", "completion"] = Field(
+        "auto", description="output-match prompts: chat = one user message through the model's chat template "
+                            "(llm.chat, as upstream); completion = plain text; auto = chat when the tokenizer has a "
+                            "template")
+    gsm8k_prompt_format: Literal["completion", "chat"] = Field(
+        "completion", description="GSM8k eval prompts: completion as upstream's eval, or chat for chat models")
+    output_match_control: bool = Field(
+        True, description="the noise floor: the reference engine generates the output-match prompts a second time "
+                          "under other batching (reversed order, batches of control_batch_size)")
+    control_batch_size: int | None = Field(
+        None, ge=1, description="batch size of the control generation; null = a quarter of the prompts")
+    required_match_share_by_kind: dict[str, float] | None = Field(
+        None, description="per prompt kind (repeat, gsm8k): int(share x n_kind) + 1 matches required of that kind, "
+                          "besides required_match_share overall (upstream split its assertion by kind)")
     match_logprobs: int = Field(5, ge=2, le=20, description="top-N logprobs kept per output-match token")
     tie_margin: float | None = Field(
         None, gt=0.0, description="largest reference top-2 logprob gap of a near-tie; null = from the dtype")
+    expect_async_scheduling: bool = Field(
+        True, description="the speculative engine must run with async scheduling where vLLM supports it "
+                          "(upstream asserts it for MTP); skipped where vLLM turns it off (CPU)")
     # optional acceptance gate
     min_acceptance_length: float | None = Field(None, ge=1.0)
     # engine
@@ -94,6 +111,16 @@ class CaseParams(BaseModel):
         if self.engine_cpu_binding is not None and len(self.engine_cpu_binding) != 2:
             raise ValueError("engine_cpu_binding: give two values, reference then speculative")
         return self
+
+    @field_validator("required_match_share_by_kind")
+    @classmethod
+    def _known_kinds(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        for kind, share in (value or {}).items():
+            if kind not in ("repeat", "gsm8k"):
+                raise ValueError(f"unknown prompt kind {kind!r}; kinds: repeat, gsm8k")
+            if not 0.0 <= share <= 1.0:
+                raise ValueError(f"share of {kind!r} must be within [0, 1], got {share!r}")
+        return value
 
     @model_validator(mode="after")
     def _gsm8k_fits(self) -> CaseParams:

@@ -105,11 +105,12 @@ def _token_text(top: list[dict[str, Any]] | None, token: int | None) -> str | No
 
 def output_match(reference: list[dict], speculative: list[dict], kinds: Sequence[str] | None = None,
                  required_share: float = 0.8, mode: str = "exact", top_n: int = 5,
-                 tie_margin: float = 0.125) -> dict[str, Any]:
+                 tie_margin: float = 0.125, required_share_by_kind: dict[str, float] | None = None) -> dict[str, Any]:
     """Upstream's check (identical texts) plus the class of every mismatch and the verdict's counts.
 
     `matched`/`share` are always the exact ones; `judged_matched` is what the check compares with
-    `required_matches`: exact matches, plus near-ties in `tie_aware` mode.
+    `required_matches`: exact matches, plus near-ties in `tie_aware` mode. `required_share_by_kind`
+    adds upstream's split rule: int(share x n_kind) + 1 of each named kind.
     """
     if len(reference) != len(speculative):
         raise ValueError(f"{len(reference)} reference vs {len(speculative)} speculative outputs")
@@ -142,9 +143,12 @@ def output_match(reference: list[dict], speculative: list[dict], kinds: Sequence
     matched = sum(t["matched"] for t in by_kind.values())
     near_ties = sum(t["near_ties"] for t in by_kind.values())
     judged = matched + (near_ties if mode == "tie_aware" else 0)
+    by_kind_needed = {kind: required_matches(by_kind[kind]["total"], share)
+                      for kind, share in (required_share_by_kind or {}).items() if kind in by_kind}
     return {
         "matched": matched, "total": total, "share": matched / total if total else None,
         "required_share": required_share, "required_matches": required_matches(total, required_share),
+        "required_share_by_kind": required_share_by_kind or None, "required_matches_by_kind": by_kind_needed or None,
         "mode": mode, "judged_matched": judged, "judged_share": judged / total if total else None,
         "top_n": top_n, "tie_margin": tie_margin,
         "near_ties": {"total": near_ties, "by_kind": {k: t["near_ties"] for k, t in by_kind.items()}},
@@ -153,6 +157,24 @@ def output_match(reference: list[dict], speculative: list[dict], kinds: Sequence
         "by_kind": by_kind,
         "mismatches": mismatches,
     }
+
+
+def judged_by_kind(match: dict[str, Any]) -> dict[str, int]:
+    """Per kind, what the check counts as matching: exact, plus near-ties in `tie_aware` mode."""
+    tie_aware = match.get("mode") == "tie_aware"
+    return {kind: t["matched"] + (t.get("near_ties", 0) if tie_aware else 0) for kind, t in match["by_kind"].items()}
+
+
+def with_control(match: dict[str, Any], control: dict[str, Any], batching: dict[str, Any] | None) -> dict[str, Any]:
+    """Add the noise floor to a reference-vs-speculative result: the control's counts (reference vs
+    reference), and on each mismatch whether the prompt differs in the control as well."""
+    noisy = {m["prompt_id"] for m in control["mismatches"]}
+    for mismatch in match["mismatches"]:
+        mismatch["in_control"] = mismatch["prompt_id"] in noisy
+    keys = ("matched", "total", "share", "by_kind", "near_ties", "divergences")
+    match["control"] = {**{k: control[k] for k in keys}, **(batching or {})}
+    match["control_mismatches"] = control["mismatches"]
+    return match
 
 
 def gsm8k_divergences(reference: list[dict], speculative: list[dict]) -> list[dict[str, Any]]:

@@ -114,16 +114,22 @@ MATCH_CLASS_COLORS = {"exact match": "#55A868", "near-tie": "#E1B12C", "divergen
 
 
 def match_classes(match: dict[str, Any]) -> plt.Figure:
-    """Output-match prompts per kind: exact matches, near-ties and divergences, with the required count."""
-    kinds = list(match["by_kind"])
-    tallies = [match["by_kind"][k] for k in kinds]
-    parts = {"exact match": [t["matched"] for t in tallies],
-             "near-tie": [t.get("near_ties", 0) for t in tallies],
-             "divergence": [t.get("divergences", t["total"] - t["matched"]) for t in tallies]}
-    fig, ax = plt.subplots(figsize=(9, 1.2 + 0.6 * len(kinds)))
-    left = np.zeros(len(kinds))
+    """Output-match prompts per kind: exact matches, near-ties and divergences with speculation, and
+    beside each kind the control (reference vs reference under other batching): the engine's own noise."""
+    control = match.get("control") or {}
+    rows: list[tuple[str, dict[str, Any]]] = []
+    for kind, tally in match["by_kind"].items():
+        rows.append((f"{kind}: speculative vs reference", tally))
+        if control.get("by_kind", {}).get(kind):
+            rows.append((f"{kind}: control (reference vs reference)", control["by_kind"][kind]))
+    labels = [label for label, _ in rows]
+    parts = {"exact match": [t["matched"] for _, t in rows],
+             "near-tie": [t.get("near_ties", 0) for _, t in rows],
+             "divergence": [t.get("divergences", t["total"] - t["matched"]) for _, t in rows]}
+    fig, ax = plt.subplots(figsize=(9, 1.2 + 0.5 * len(rows)))
+    left = np.zeros(len(rows))
     for name, values in parts.items():
-        bars = ax.barh(kinds, values, left=left, color=MATCH_CLASS_COLORS[name], label=name)
+        bars = ax.barh(labels, values, left=left, color=MATCH_CLASS_COLORS[name], label=name)
         ax.bar_label(bars, labels=[str(v) if v else "" for v in values], label_type="center", fontsize=8)
         left += np.asarray(values, dtype=float)
     ax.set_xlabel("output-match prompts")

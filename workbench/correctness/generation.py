@@ -14,37 +14,70 @@ from dataclasses import dataclass
 from typing import Any
 
 from workbench.core.engine import (ChildJob, ChildState, child_frame, generate, progress_bar, progress_path,
-                                   supported_llm_kwargs)
+                                   scheduling_facts, supported_llm_kwargs)
 from workbench.records import EngineRecord
 
 
 @dataclass(kw_only=True)
 class EngineJob(ChildJob):
-    """The correctness child's job: both prompt sets and their sampling settings."""
+    """The correctness child's job: both prompt sets, how they are sent, and their sampling settings.
 
-    gsm8k_prompts: list[str]
+    A prompt set is plain texts (`llm.generate`) or, with its `*_chat` flag, conversations (`llm.chat`).
+    `control_batch_size` (reference only): generate the output-match set once more, in reversed order
+    and batches of that size, for the engine's own noise floor.
+    """
+
+    gsm8k_prompts: list[Any]
+    gsm8k_chat: bool = False
     gsm8k_sampling: dict[str, Any]
-    match_prompts: list[str]
+    match_prompts: list[Any]
+    match_chat: bool = False
     match_sampling: dict[str, Any]
+    control_batch_size: int | None = None
+
+
+def control_batches(count: int, batch_size: int) -> list[list[int]]:
+    """Prompt indices of the control generation: reversed order, cut into batches of `batch_size`."""
+    order = list(range(count))[::-1]
+    return [order[i:i + batch_size] for i in range(0, count, batch_size)]
+
+
+def generate_control(llm: Any, job: EngineJob, progress: Any) -> tuple[list[dict], float]:
+    """The output-match set again under other batching; rows back in prompt order, with their ids."""
+    rows: dict[int, dict] = {}
+    seconds = 0.0
+    for batch in control_batches(len(job.match_prompts), job.control_batch_size or 1):
+        out, batch_seconds, _ = generate(llm, [job.match_prompts[i] for i in batch], job.match_sampling,
+                                         progress, chat=job.match_chat)
+        seconds += batch_seconds
+        for index, row in zip(batch, out):
+            rows[index] = {**row, "prompt_id": index}
+    return [rows[i] for i in range(len(job.match_prompts))], seconds
 
 
 def _correctness_body(job: EngineJob, state: ChildState) -> None:
-    """Build the engine, generate the GSM8k and the output-match prompts."""
+    """Build the engine, generate the GSM8k and the output-match prompts (and the control)."""
     from vllm import LLM  # imported in the child only: the parent never loads vLLM
 
     record = state.record
     started = time.perf_counter()
     state.llm = LLM(**supported_llm_kwargs(job.llm_kwargs))
     record["init_s"] = time.perf_counter() - started
+    record.update(scheduling_facts(state.llm))
     progress = progress_path(job)
     gsm8k, seconds, counters = generate(state.llm, job.gsm8k_prompts, job.gsm8k_sampling,
-                                        progress_bar(progress, "generating gsm8k"))
+                                        progress_bar(progress, "generating gsm8k"), chat=job.gsm8k_chat)
     output_tokens = sum(len(r["token_ids"]) for r in gsm8k)
     record.update(gsm8k=gsm8k, generate_s=seconds, output_tokens=output_tokens,
                   output_tokens_per_s=output_tokens / seconds if seconds > 0 else None, spec_counters=counters)
     match, match_seconds, match_counters = generate(state.llm, job.match_prompts, job.match_sampling,
-                                                    progress_bar(progress, "generating output match"))
+                                                    progress_bar(progress, "generating output match"),
+                                                    chat=job.match_chat)
     record.update(output_match=match, match_generate_s=match_seconds, match_spec_counters=match_counters)
+    if job.control_batch_size and job.match_prompts:
+        control, control_seconds = generate_control(state.llm, job, progress_bar(progress, "generating control"))
+        record.update(output_match_control=control, control_generate_s=control_seconds,
+                      control_batching={"order": "reversed", "batch_size": job.control_batch_size})
 
 
 def correctness_child(job: EngineJob) -> None:

@@ -28,7 +28,7 @@ from workbench.records import (EngineSummary, EngineVersions, OutputMatch, Outpu
 from workbench.core.rundir import open_run_folder, run_versions, write_summary
 from workbench.correctness import checks as _registers_correctness_checks  # noqa: F401  (registration)
 from workbench.correctness.compare import (default_tie_margin, first_divergence, gsm8k_divergences, model_dtype,
-                                           output_match, required_matches)
+                                           output_match, required_matches, with_control)
 from workbench.correctness.generation import EngineJob, correctness_child
 from workbench.correctness.metrics import acceptance_stats, per_prompt_acceptance
 
@@ -37,32 +37,46 @@ RUN_LABELS = ("reference", "speculative")
 
 @dataclass
 class RunContext:
-    """One correctness run: its params, folder, questions and prompts."""
+    """One correctness run: its params, folder, questions and prompts (rendered in their formats)."""
 
     params: CaseParams
     params_file: str
     run_dir: Path
-    questions: list[gsm8k.GSM8kItem]
-    gsm8k_prompts: list[str]
-    match_kinds: list[str]
-    match_prompts: list[str]
+    prompt_sets: prompts.PromptSets
+
+    @property
+    def questions(self) -> list[gsm8k.GSM8kItem]:
+        return self.prompt_sets.questions
+
+    @property
+    def match_kinds(self) -> list[str]:
+        return [p.kind for p in self.prompt_sets.output_match]
+
+    @property
+    def match_prompts(self) -> list[str]:
+        """The output-match prompts as texts (chat ones rendered through the model's template)."""
+        return [p.prompt for p in self.prompt_sets.output_match]
+
+
+def _engine_input(rendered: list[prompts.RenderedPrompt]) -> list[Any]:
+    """What the engine is sent: conversations for `llm.chat`, texts for `llm.generate`."""
+    return [p.messages if p.format == "chat" else p.prompt for p in rendered]
 
 
 def prepare(params_file: str | Path, overrides: dict[str, Any] | None = None, run_dir: str | Path = "") -> RunContext:
-    """Validate params, build every prompt, and write them into the run folder."""
+    """Validate params, build and render every prompt, and write them into the run folder (records/prompts.json)."""
     params, folder = open_run_folder(params_file, overrides, run_dir)
     test = gsm8k.load_gsm8k("test", params.dataset)
     train = gsm8k.load_gsm8k("train", params.dataset)
-    questions = test[: params.num_questions] if params.num_questions else test
-    gsm8k_prompts = gsm8k.build_prompts(questions, train, params.num_shots)
-    match_set = prompts.output_match_prompt_set(params.output_match_prompts, params.seed,
-                                                params.output_match_gsm8k_share, train, test)
+    sets = prompts.build_prompt_sets(params, test, train, str(params_file))
     (folder / "records" / "prompts.json").write_text(json.dumps({
-        "gsm8k": [{"question_id": q.question_id, "prompt": p} for q, p in zip(questions, gsm8k_prompts)],
-        "output_match": [{"prompt_id": i, "kind": m.kind, "prompt": m.text} for i, m in enumerate(match_set)],
+        "gsm8k_format": sets.gsm8k_format, "output_match_format": sets.match_format,
+        "gsm8k": [{"question_id": q.question_id, "prompt": p.prompt, "messages": p.messages}
+                  for q, p in zip(sets.questions, sets.gsm8k)],
+        "output_match": [{"prompt_id": i, "kind": p.kind, "prompt": p.prompt, "messages": p.messages}
+                         for i, p in enumerate(sets.output_match)],
     }), encoding="utf-8")
-    return RunContext(params, str(params_file), folder, questions, gsm8k_prompts,
-                      [m.kind for m in match_set], [m.text for m in match_set])
+    return RunContext(params, str(params_file), folder, sets)
 
 
 def llm_kwargs(params: CaseParams, label: str) -> dict[str, Any]:
@@ -104,6 +118,14 @@ def tie_margin(params: CaseParams) -> tuple[float, str]:
     return default_tie_margin(model_dtype(params.dtype, params.model))
 
 
+def control_batch_size(params: CaseParams, num_prompts: int) -> int | None:
+    """Batch size of the noise-floor generation (None: no control): `control_batch_size`, or a quarter of
+    the prompts, so that the batches differ from the first pass's one batch of all of them."""
+    if not params.output_match_control or not num_prompts:
+        return None
+    return params.control_batch_size or max(1, num_prompts // 4)
+
+
 def engine_job(ctx: RunContext, label: str) -> EngineJob:
     """The child's job for one of the two engines; its record lands in records/<label>.json."""
     if label not in RUN_LABELS:
@@ -113,10 +135,14 @@ def engine_job(ctx: RunContext, label: str) -> EngineJob:
     if params.engine_cpu_binding:
         env["VLLM_CPU_OMP_THREADS_BIND"] = params.engine_cpu_binding[RUN_LABELS.index(label)]
     sampling = sampling_settings(params)
+    sets = ctx.prompt_sets
     return EngineJob(
         label=label, llm_kwargs=llm_kwargs(params, label),
-        gsm8k_prompts=ctx.gsm8k_prompts, gsm8k_sampling=sampling["gsm8k"],
-        match_prompts=ctx.match_prompts, match_sampling=sampling["output_match"],
+        gsm8k_prompts=_engine_input(sets.gsm8k), gsm8k_chat=sets.gsm8k_format == "chat",
+        gsm8k_sampling=sampling["gsm8k"],
+        match_prompts=_engine_input(sets.output_match), match_chat=sets.match_format == "chat",
+        match_sampling=sampling["output_match"],
+        control_batch_size=control_batch_size(params, len(sets.output_match)) if label == "reference" else None,
         record_path=str(ctx.run_dir / "records" / f"{label}.json"),
         log_path=str(ctx.run_dir / "logs" / f"{label}.log"), env=env)
 
@@ -187,6 +213,8 @@ def score(ctx: RunContext, reference: dict, speculative: dict) -> pd.DataFrame:
         table[f"{label}_completion"] = completions
         for scorer, flags in gsm8k.score_completions(completions, ctx.questions).items():
             table[f"{label}_correct_{scorer}"] = flags
+        for scorer, flags in gsm8k.invalid_completions(completions).items():
+            table[f"{label}_invalid_{scorer}"] = flags
     table["first_divergent_token"] = [
         first_divergence(r["token_ids"], s["token_ids"]) for r, s in zip(reference["gsm8k"], speculative["gsm8k"])]
     table.to_csv(ctx.run_dir / "questions.csv", index=False)
@@ -197,18 +225,46 @@ def accuracy_by_scorer(table: pd.DataFrame, label: str) -> dict[str, float]:
     return {s: gsm8k.accuracy(table[f"{label}_correct_{s}"].tolist()) for s in gsm8k.SCORERS}
 
 
+def invalid_rate_by_scorer(table: pd.DataFrame, label: str) -> dict[str, float]:
+    """Share of completions each scorer reads no answer from (upstream's eval reports its scorer's)."""
+    return {s: gsm8k.accuracy(table[f"{label}_invalid_{s}"].tolist()) for s in gsm8k.SCORERS
+            if f"{label}_invalid_{s}" in table}
+
+
 def accuracy_table(table: pd.DataFrame) -> pd.DataFrame:
-    """Rows: reference / speculative; columns: every scorer, side by side."""
+    """Rows: reference / speculative; columns: every scorer's accuracy, side by side."""
     frame = pd.DataFrame({label: accuracy_by_scorer(table, label) for label in RUN_LABELS}).T
     frame.index.name = "run"
     return frame
 
 
+def invalid_rate_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Rows: reference / speculative; columns: every scorer's invalid rate (no answer found)."""
+    frame = pd.DataFrame({label: invalid_rate_by_scorer(table, label) for label in RUN_LABELS}).T
+    frame.index.name = "run"
+    return frame
+
+
+def score_frame(table: pd.DataFrame) -> pd.DataFrame:
+    """Accuracy and invalid rate per run and scorer, as the report shows them."""
+    return pd.concat({"accuracy": accuracy_table(table), "invalid rate": invalid_rate_table(table)}, axis=1)
+
+
 def compare_outputs(ctx: RunContext, reference: dict, speculative: dict) -> dict[str, Any]:
-    margin, margin_source = tie_margin(ctx.params)
-    result = output_match(reference["output_match"], speculative["output_match"], ctx.match_kinds,
-                          ctx.params.required_match_share, ctx.params.match_mode, ctx.params.match_logprobs, margin)
+    """Reference vs speculative on the output-match prompts, beside reference vs reference (the control)."""
+    params = ctx.params
+    margin, margin_source = tie_margin(params)
+
+    def compare(first: list[dict], second: list[dict]) -> dict[str, Any]:
+        return output_match(first, second, ctx.match_kinds, params.required_match_share, params.match_mode,
+                            params.match_logprobs, margin, params.required_match_share_by_kind)
+
+    result = compare(reference["output_match"], speculative["output_match"])
     result["tie_margin_source"] = margin_source
+    result["prompt_format"] = ctx.prompt_sets.match_format
+    control = reference.get("output_match_control") or []
+    if control and len(control) == len(reference["output_match"]):
+        result = with_control(result, compare(reference["output_match"], control), reference.get("control_batching"))
     result["gsm8k_divergences"] = gsm8k_divergences(reference["gsm8k"], speculative["gsm8k"])
     write_record(ctx.run_dir / "output_match.json", OutputMatch.model_validate(result))
     return result
@@ -222,8 +278,7 @@ def acceptance(speculative: dict) -> dict[str, Any]:
 
 
 def timings(record: dict) -> dict[str, Any]:
-    keys = ("init_s", "generate_s", "output_tokens", "output_tokens_per_s", "match_generate_s", "wall_s")
-    return {k: record.get(k) for k in keys}
+    return {k: record.get(k) for k in Timings.model_fields}
 
 
 def build_summary(ctx: RunContext, reference: dict, speculative: dict, table: pd.DataFrame,
@@ -240,9 +295,13 @@ def build_summary(ctx: RunContext, reference: dict, speculative: dict, table: pd
         num_questions=len(ctx.questions),
         threshold=params.threshold,
         margin=min(ref_acc[scorer], spec_acc[scorer]) - params.threshold,
-        reference=EngineSummary(accuracy=ref_acc, timings=Timings(**timings(reference))),
+        reference=EngineSummary(accuracy=ref_acc, invalid_rate=invalid_rate_by_scorer(table, "reference"),
+                                timings=Timings(**timings(reference)), async_scheduling=reference.get("async_scheduling"),
+                                device_type=reference.get("device_type")),
         speculative=SpeculativeSummary(
-            accuracy=spec_acc, timings=Timings(**timings(speculative)),
+            accuracy=spec_acc, invalid_rate=invalid_rate_by_scorer(table, "speculative"),
+            timings=Timings(**timings(speculative)), async_scheduling=speculative.get("async_scheduling"),
+            device_type=speculative.get("device_type"),
             acceptance_rate=accept["acceptance_rate"], acceptance_length=accept["acceptance_length"],
             acceptance_rate_per_position=accept["acceptance_rate_per_position"],
             counters={k: accept[k] for k in ("num_drafts", "num_draft_tokens", "num_accepted_tokens",
@@ -268,10 +327,16 @@ def describe_case(ctx: RunContext) -> str:
     placeholder = " (placeholder weights, load_format: dummy: numbers are meaningless)" \
         if p.placeholder_weights or p.load_format == "dummy" else ""
     needed = required_matches(len(ctx.match_prompts), p.required_match_share)
+    by_kind = "".join(f"; at least int({share} x n) + 1 of the {kind} prompts"
+                      for kind, share in (p.required_match_share_by_kind or {}).items())
+    control_size = control_batch_size(p, len(ctx.match_prompts))
+    control = (f"; control (noise floor): the reference engine again, reversed order, batches of {control_size}"
+               if control_size else "; no control (output_match_control off)")
     rows = [
         ("model", f"{p.model}{placeholder}"),
         ("speculative", str(p.speculative_config())),
-        ("GSM8k", f"{len(ctx.questions)} test questions, {p.num_shots}-shot, greedy, max_tokens {p.max_tokens}; "
+        ("GSM8k", f"{len(ctx.questions)} test questions, {p.num_shots}-shot {ctx.prompt_sets.gsm8k_format} prompts, "
+                  f"greedy, max_tokens {p.max_tokens}; "
                   f"threshold {p.threshold} on the {p.primary_scorer} scorer"
                   + (" (switched off)" if not p.threshold else "")
                   + (f"; source: {p.threshold_source}" if p.threshold_source else "")),
@@ -280,7 +345,9 @@ def describe_case(ctx: RunContext) -> str:
                          f"int({p.required_match_share} x n) + 1)"
                          + (" counting near-ties as matches" if p.match_mode == "tie_aware" else " identical texts")
                          + f"; near-tie: each token in the other's top {p.match_logprobs} and a reference top-2 "
-                           f"gap <= {tie_margin(p)[1]}"),
+                           f"gap <= {tie_margin(p)[1]}{by_kind}; sent as {ctx.prompt_sets.match_format} prompts"
+                           + (" (the model's chat template, llm.chat, as upstream)"
+                              if ctx.prompt_sets.match_format == "chat" else " (plain text)") + control),
         ("intended hardware", p.intended_hardware),
         ("run folder", str(ctx.run_dir)),
     ]
@@ -296,13 +363,27 @@ def acceptance_frame(accept: dict[str, Any]) -> pd.DataFrame:
 
 
 def match_frame(match: dict[str, Any]) -> pd.DataFrame:
-    """Per kind and overall: exact matches, near-ties, divergences and the exact share."""
-    rows = {kind: {"matched": v["matched"], "near_ties": v.get("near_ties", 0), "divergences": v.get("divergences", 0),
-                   "total": v["total"], "share": v["matched"] / v["total"]}
+    """Per kind and overall: exact matches, near-ties, divergences and the exact share of speculative vs
+    reference, beside reference vs reference (the control: the engine's own noise) and what is required."""
+    control = match.get("control") or {}
+    needed_by_kind = match.get("required_matches_by_kind") or {}
+
+    def row(tally: dict[str, Any], near: int, divergent: int, control_tally: dict[str, Any] | None,
+            needed: int | None) -> dict[str, Any]:
+        out = {"matched": tally["matched"], "near_ties": near, "divergences": divergent, "total": tally["total"],
+               "share": tally["matched"] / tally["total"] if tally["total"] else None}
+        if control:
+            out["control matched"] = control_tally["matched"] if control_tally else None
+            out["control share"] = (control_tally["matched"] / control_tally["total"]
+                                    if control_tally and control_tally["total"] else None)
+        out["required"] = needed
+        return out
+
+    rows = {kind: row(v, v.get("near_ties", 0), v.get("divergences", 0), control.get("by_kind", {}).get(kind),
+                      needed_by_kind.get(kind))
             for kind, v in match["by_kind"].items()}
-    rows["all"] = {"matched": match["matched"], "near_ties": match.get("near_ties", {}).get("total", 0),
-                   "divergences": match.get("divergences", {}).get("total", 0), "total": match["total"],
-                   "share": match["share"]}
+    rows["all"] = row(match, (match.get("near_ties") or {}).get("total", 0),
+                      (match.get("divergences") or {}).get("total", 0), control or None, match.get("required_matches"))
     frame = pd.DataFrame.from_dict(rows, orient="index")
     return frame.astype({"matched": int, "near_ties": int, "divergences": int, "total": int})
 
@@ -315,16 +396,21 @@ def _top_text(top: list[dict[str, Any]] | None) -> str:
 
 def mismatch_frame(match: dict[str, Any], limit: int = 30) -> pd.DataFrame:
     """Per mismatch: where it diverges, both tokens as text, both engines' top logprobs there, its class."""
+    def source(m: dict[str, Any]) -> str:
+        if m.get("in_control") is None:
+            return "(no control)"
+        return "engine noise (differs in the control too)" if m["in_control"] else "only with speculation"
+
     rows = [{
         "prompt_id": m["prompt_id"], "kind": m["kind"], "position": m["first_divergent_token"],
-        "class": m.get("class", "divergence"),
+        "class": m.get("class", "divergence"), "also in control": source(m),
         "reference token": repr(m.get("reference_token_text")), "speculative token": repr(m.get("speculative_token_text")),
         "reference top-2 gap": m.get("reference_margin"),
         "reference top logprobs": _top_text(m.get("reference_top_logprobs")),
         "speculative top logprobs": _top_text(m.get("speculative_top_logprobs")),
         "reference": m["reference"], "speculative": m["speculative"],
     } for m in match["mismatches"][:limit]]
-    columns = ["prompt_id", "kind", "position", "class", "reference token", "speculative token", "reference top-2 gap",
+    columns = ["prompt_id", "kind", "position", "class", "also in control", "reference token", "speculative token", "reference top-2 gap",
                "reference top logprobs", "speculative top logprobs", "reference", "speculative"]
     return pd.DataFrame(rows, columns=columns).set_index("prompt_id")
 

@@ -1,6 +1,7 @@
 """Before any engine starts: what would make a correctness run fail late, refused now (exit 2, naming the key).
 
-The dataset must be there and large enough, every prompt must fit `max_model_len` (tokenized with
+The dataset must be there and large enough, the prompts must render in their format (a chat format
+needs the model's tokenizer and its template), every prompt must fit `max_model_len` (tokenized with
 the model's own tokenizer), and a case must check something: one whose every check is switched
 off would pass while checking nothing.
 """
@@ -12,7 +13,7 @@ from pathlib import Path
 from workbench import gsm8k
 from workbench.core.errors import ParamsError
 from workbench.core.params import CaseParams, check_against_vllm
-from workbench.correctness.prompts import output_match_prompt_set, split_counts
+from workbench.correctness.prompts import build_prompt_sets, split_counts
 
 
 def switched_off_checks(params: CaseParams) -> list[str]:
@@ -62,11 +63,8 @@ def preflight(params: CaseParams, params_file: str | Path, allow_no_checks: bool
     if params.num_shots > len(train):
         raise ParamsError(f"{where}: key 'num_shots': {params.num_shots} shots, the train split has {len(train)}",
                           key="num_shots", path=where)
-    questions = test[: params.num_questions] if params.num_questions else test
-    prompts = gsm8k.build_prompts(questions, train, params.num_shots)
-    prompts += [p.text for p in output_match_prompt_set(params.output_match_prompts, params.seed,
-                                                         params.output_match_gsm8k_share, train, test)]
-    longest = _longest_prompt_tokens(params, prompts)
+    sets = build_prompt_sets(params, test, train, where)  # a chat format needs the tokenizer: loaded here
+    longest = _longest_prompt_tokens(params, [p.prompt for p in [*sets.gsm8k, *sets.output_match]])
     if longest is not None and longest >= params.max_model_len:
         raise ParamsError(f"{where}: key 'max_model_len': {params.max_model_len} tokens, but the longest prompt has "
                           f"{longest} (5-shot GSM8k prompts need room for their answer too)",

@@ -1,15 +1,19 @@
-"""The output-match prompt set: greedy outputs of reference and speculative must agree.
+"""The prompts of a correctness run: upstream's GSM8k eval prompts and output-match prompt set,
+rendered in the format the case asks for.
 
-Mirrors ``get_test_prompts`` in vllm-project/vllm ``tests/v1/e2e/spec_decode/utils.py``
-(earlier in ``tests/v1/e2e/test_spec_decode.py``): ``num_prompts // 2`` "repeat the
-word" prompts (``random.seed(0)``, one ``random.choice`` of
-``["test", "temp", "hello", "where"]`` each), then 5-shot GSM8k prompts of the first
-test questions, generated greedily for 10 tokens (``temperature=0, max_tokens=10``).
-Repeats are easy for a drafter to predict, GSM8k prompts are not, so both the
-accepted and the rejected paths of speculative decoding are exercised.
+The output-match set mirrors ``get_test_prompts`` in vllm-project/vllm
+``tests/v1/e2e/spec_decode/utils.py``: ``num_prompts // 2`` "repeat the word" prompts
+(``random.seed(0)``, one ``random.choice`` of ``["test", "temp", "hello", "where"]`` each, the
+instruction an indented multi-line string), then 5-shot GSM8k prompts of the first test
+questions, each sent as one user message through ``llm.chat`` and generated greedily for 10
+tokens. Repeats are easy for a drafter to predict, GSM8k prompts are not, so both the accepted
+and the rejected paths of speculative decoding are exercised.
 
-Upstream wraps each prompt in a chat message; our models are base models without a
-chat template, so the prompts here are plain text written for a base model to continue.
+Formats (`prompt_format`): ``chat`` renders each message with the model's chat template, as
+``llm.chat`` does (upstream); ``completion`` sends plain text, for a model without a template: the
+repeat instruction dedented with the word appended once, so a base model carries on; ``auto`` is
+chat when the tokenizer has a template. The GSM8k eval keeps upstream's completion prompts
+(``gsm8k_prompt_format``, upstream's ``use_chat_completions`` off).
 """
 
 from __future__ import annotations
@@ -18,9 +22,13 @@ import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
+from workbench.core.errors import ParamsError
 from workbench.gsm8k import NUM_SHOTS, GSM8kItem, build_prompts, load_gsm8k
+
+if TYPE_CHECKING:
+    from workbench.core.params import CaseParams
 
 OUTPUT_MATCH_MAX_TOKENS = 10
 """New tokens per output-match prompt, as upstream's ``greedy_sampling()``."""
@@ -28,28 +36,58 @@ OUTPUT_MATCH_MAX_TOKENS = 10
 REPEAT_WORDS: tuple[str, ...] = ("test", "temp", "hello", "where")
 """Upstream's word choices, in its order (the order matters for ``choice``)."""
 
+REPEAT_MESSAGE = (
+    "\n"
+    "        please repeat the word '{word}' 10 times.\n"
+    "        give no other output than the word at least ten times in a row,\n"
+    "        in lowercase with spaces between each word and without quotes.\n"
+    "        "
+)
+"""Upstream's user message, byte for byte: an f-string indented inside its test (leading newline,
+eight-space indents, and the indent before the closing quotes)."""
+
 REPEAT_TEMPLATE = (
     "please repeat the word '{word}' 10 times.\n"
     "give no other output than the word at least ten times in a row,\n"
     "in lowercase with spaces between each word and without quotes.\n"
     "{word}"
 )
-"""Upstream's instruction, dedented, then the word once so a base model carries on."""
+"""The completion format's text: upstream's instruction dedented, then the word once so a base model carries on."""
 
 PromptKind = Literal["repeat", "gsm8k"]
+PromptFormat = Literal["chat", "completion"]
 
 
 @dataclass(frozen=True)
 class OutputMatchPrompt:
-    """One prompt with its kind, so matches can be reported per kind."""
+    """One prompt with its kind (matches are reported per kind), in both formats' source forms."""
 
     kind: PromptKind
     text: str
+    """The completion-format prompt."""
+    message: str
+    """The user message of the chat format, byte-identical to upstream's."""
+
+
+@dataclass(frozen=True)
+class RenderedPrompt:
+    """A prompt as the engine gets it: `messages` for `llm.chat` (chat), and the text either way
+    (for chat, the model's template applied, as `llm.chat` renders it)."""
+
+    kind: str
+    format: PromptFormat
+    prompt: str
+    messages: list[dict[str, str]] | None = None
 
 
 def repeat_prompt(word: str) -> str:
-    """The plain-text "repeat the word" prompt for ``word``."""
+    """The completion-format "repeat the word" prompt for ``word``."""
     return REPEAT_TEMPLATE.format(word=word)
+
+
+def repeat_message(word: str) -> str:
+    """Upstream's chat message asking to repeat ``word``."""
+    return REPEAT_MESSAGE.format(word=word)
 
 
 def split_counts(num_prompts: int, gsm8k_share: float) -> tuple[int, int]:
@@ -77,10 +115,8 @@ def output_match_prompt_set(
     """
     num_repeat, num_gsm8k = split_counts(num_prompts, gsm8k_share)
     rng = random.Random(seed)  # seed 0 draws the same words as upstream's random.seed(0)
-    prompts = [
-        OutputMatchPrompt("repeat", repeat_prompt(rng.choice(REPEAT_WORDS)))
-        for _ in range(num_repeat)
-    ]
+    words = [rng.choice(REPEAT_WORDS) for _ in range(num_repeat)]
+    prompts = [OutputMatchPrompt("repeat", repeat_prompt(word), repeat_message(word)) for word in words]
     if num_gsm8k:
         tests = load_gsm8k("test") if test_items is None else test_items
         trains = load_gsm8k("train") if train_items is None else train_items
@@ -89,7 +125,7 @@ def output_match_prompt_set(
                 f"{num_gsm8k} GSM8k prompts asked for but only {len(tests)} test items given"
             )
         prompts.extend(
-            OutputMatchPrompt("gsm8k", text)
+            OutputMatchPrompt("gsm8k", text, text)
             for text in build_prompts(tests[:num_gsm8k], trains, NUM_SHOTS)
         )
     return prompts
@@ -102,8 +138,83 @@ def output_match_prompts(
     train_items: Sequence[GSM8kItem] | None = None,
     test_items: Sequence[GSM8kItem] | None = None,
 ) -> list[str]:
-    """The output-match prompts as plain strings (see ``output_match_prompt_set``)."""
+    """The output-match prompts as completion-format strings (see ``output_match_prompt_set``)."""
     return [
         p.text
         for p in output_match_prompt_set(num_prompts, seed, gsm8k_share, train_items, test_items)
     ]
+
+
+# ------------------------------------------------------------------ chat rendering
+
+
+def user_messages(content: str) -> list[dict[str, str]]:
+    """One conversation of one user turn, as upstream builds each test prompt."""
+    return [{"role": "user", "content": content}]
+
+
+def render_chat(tokenizer: Any, content: str) -> str:
+    """The prompt text `llm.chat` sends for one user message: the model's template, generation prompt added."""
+    return tokenizer.apply_chat_template(user_messages(content), tokenize=False, add_generation_prompt=True)
+
+
+def load_tokenizer(params: CaseParams, where: str) -> Any:
+    """The case's tokenizer (transformers), as vLLM loads it; a `ParamsError` naming the key when it cannot be."""
+    from transformers import AutoTokenizer
+
+    source = params.tokenizer or params.model
+    key = "tokenizer" if params.tokenizer else "model"
+    try:
+        return AutoTokenizer.from_pretrained(source, trust_remote_code=params.trust_remote_code)
+    except Exception as exc:  # offline hub id, broken folder: say so before any engine starts
+        raise ParamsError(f"{where}: key {key!r}: cannot load the tokenizer of {source!r} to render the prompts "
+                          f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); set "
+                          f"prompt_format: completion to send plain text", key=key, path=where) from exc
+
+
+def resolve_format(requested: str, tokenizer: Any, key: str, where: str) -> PromptFormat:
+    """`auto` -> chat when the tokenizer has a chat template, else completion; `chat` needs a template."""
+    has_template = bool(getattr(tokenizer, "chat_template", None)) if tokenizer is not None else False
+    if requested == "chat" and not has_template:
+        raise ParamsError(f"{where}: key {key!r}: chat asked, but the tokenizer has no chat template",
+                          key=key, path=where)
+    if requested == "auto":
+        return "chat" if has_template else "completion"
+    return "chat" if requested == "chat" else "completion"
+
+
+def render(kind: str, completion_text: str, message: str, fmt: PromptFormat, tokenizer: Any) -> RenderedPrompt:
+    if fmt == "chat":
+        return RenderedPrompt(kind, "chat", render_chat(tokenizer, message), user_messages(message))
+    return RenderedPrompt(kind, "completion", completion_text)
+
+
+@dataclass(frozen=True)
+class PromptSets:
+    """Both prompt sets of a run, rendered: what `prepare` writes to records/prompts.json and the engines get."""
+
+    questions: list[GSM8kItem]
+    gsm8k: list[RenderedPrompt]
+    output_match: list[RenderedPrompt]
+    gsm8k_format: PromptFormat
+    match_format: PromptFormat
+
+
+def build_prompt_sets(params: CaseParams, test: Sequence[GSM8kItem], train: Sequence[GSM8kItem],
+                      where: str) -> PromptSets:
+    """Every prompt of a run in its format; the tokenizer is loaded only when a set may be chat."""
+    needs_tokenizer = ((params.prompt_format != "completion" and params.output_match_prompts > 0)
+                       or params.gsm8k_prompt_format == "chat")
+    tokenizer = load_tokenizer(params, where) if needs_tokenizer else None
+    match_format = resolve_format(params.prompt_format, tokenizer, "prompt_format", where) \
+        if params.output_match_prompts else "completion"
+    gsm8k_format = resolve_format(params.gsm8k_prompt_format, tokenizer, "gsm8k_prompt_format", where)
+    questions = list(test[: params.num_questions] if params.num_questions else test)
+    gsm8k_texts = build_prompts(questions, train, params.num_shots)
+    match_set = output_match_prompt_set(params.output_match_prompts, params.seed, params.output_match_gsm8k_share,
+                                        train, test)
+    return PromptSets(
+        questions=questions,
+        gsm8k=[render("gsm8k", text, text, gsm8k_format, tokenizer) for text in gsm8k_texts],
+        output_match=[render(p.kind, p.text, p.message, match_format, tokenizer) for p in match_set],
+        gsm8k_format=gsm8k_format, match_format=match_format)

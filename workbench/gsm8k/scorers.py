@@ -197,6 +197,11 @@ def score_completions(completions: Sequence[str], items: Sequence[GSM8kItem]) ->
             for name, scorer in SCORERS.items()}
 
 
+def invalid_completions(completions: Sequence[str]) -> dict[str, list[bool]]:
+    """Per registered scorer, which completions it reads no answer from (upstream's INVALID)."""
+    return {name: [scorer.extract(c) is None for c in completions] for name, scorer in SCORERS.items()}
+
+
 def accuracy(flags: Sequence[bool]) -> float:
     """Share of True; NaN for an empty list rather than a misleading 0 or 1."""
     return sum(bool(f) for f in flags) / len(flags) if flags else float("nan")
