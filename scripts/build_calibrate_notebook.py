@@ -46,6 +46,12 @@ cells = [
        "Prompts counted against the check (exact: every mismatch; tie_aware: divergences beyond near-ties), pooled "
        "over the runs into a per-prompt rate, and the probability that one run falls below the required count."),
     code("cf.show_output_match(result)"),
+    md("## Output match: the threshold the engine's own noise allows\n"
+       "Each run's control generates the output-match prompts on the reference engine a second time under other "
+       "batching. Prompts that differ there differ without speculation, so any build carries them: the recommended "
+       "share is the strictest one a healthy build still passes (overall and per kind), as the accuracy threshold "
+       "is recommended above."),
+    code("cf.show_output_match_control(result)"),
     md("## Try a threshold\nMove the slider (live in JupyterLab; rendered once under papermill).",
        metadata={"tags": ["widget"]}),
     code("display(cf.threshold_explorer(result, threshold))", metadata={"tags": ["widget"]}),

@@ -470,3 +470,38 @@ def test_provenance_names_the_output_match_estimate(fake_runs):
     line = cal.yaml_snippet(result, "three runs")
     assert "output match (tie_aware, 81 of 100 required) over 3 runs: failing prompts per run [1, 1, 1]" in line
     assert "exact mode would fail 3 of 3 runs" in line
+
+
+def _with_control(summary: dict, repeat_failing: int, gsm8k_failing: int) -> dict:
+    by_kind = {"repeat": {"matched": 50 - repeat_failing, "total": 50},
+               "gsm8k": {"matched": 50 - gsm8k_failing, "total": 50}}
+    failing = repeat_failing + gsm8k_failing
+    summary["control"] = {"matched": 100 - failing, "total": 100, "share": (100 - failing) / 100, "by_kind": by_kind,
+                          "order": "reversed", "batch_size": 25}
+    return summary
+
+
+def test_output_match_share_recommended_from_the_control(fake_runs):
+    """The control's noise (reference vs reference) sets the strictest share a healthy build passes."""
+    for folder, gsm8k_failing in zip(fake_runs, (8, 6, 7)):
+        summary = json.loads((folder / "summary.json").read_text())
+        summary["output_match"] = _with_control(_match_summary(10, 9), 0, gsm8k_failing)
+        (folder / "summary.json").write_text(json.dumps(summary))
+    result = cal.calibrate_from_runs(fake_runs)["output_match_control"]
+    assert result["runs"] == 3
+    gsm8k, repeat = result["by_kind"]["gsm8k"], result["by_kind"]["repeat"]
+    assert (gsm8k["control_failing"], gsm8k["control_prompts"]) == (21, 150)
+    # at the rate's 95 % upper bound, the recommended count fails a healthy run at most 1e-3 of the time,
+    # and one more required match would fail it more often
+    for tally in (gsm8k, repeat, result["overall"]):
+        n, upper, needed = tally["prompts_per_run"], tally["noise_rate_upper"], tally["required_matches"]
+        assert stats.beta.cdf(upper, tally["control_failing"] + 1,
+                              tally["control_prompts"] - tally["control_failing"]) == pytest.approx(0.95)
+        assert stats.binom.sf(n - needed, n, upper) <= 1e-3
+        assert needed == min(n, int(tally["recommended_share"] * n) + 1)
+        assert stats.binom.sf(n - needed - 2, n, upper) > 1e-3 or needed <= 2
+    assert repeat["recommended_share"] > gsm8k["recommended_share"]  # a noisy kind needs a looser share
+    snippet = cal.yaml_snippet(cal.calibrate_from_runs(fake_runs), "three runs")
+    assert f"# required_match_share: {result['overall']['recommended_share']}" in snippet
+    no_control = [_match_summary(10, 9)]
+    assert cal.output_match_share_from_control(no_control) is None

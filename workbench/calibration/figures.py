@@ -152,6 +152,22 @@ def show_output_match(result: dict[str, Any]) -> None:
     _display(pd.DataFrame(rows).T.astype(object))
 
 
+def show_output_match_control(result: dict[str, Any]) -> None:
+    """The output-match share the engine's own noise allows: overall and per prompt kind, from the controls."""
+    control = result.get("output_match_control")
+    if not control:
+        _note("_No run measured a control (reference vs reference): set `output_match_control: true`._")
+        return
+    _note(f"{control['runs']} control(s): the reference engine against itself under other batching. "
+          f"{control['model']}. The recommended share keeps P(a healthy run fails) at or under "
+          f"{control['max_false_failure']:g}; paste it as `required_match_share` (overall) or "
+          f"`required_match_share_by_kind`.")
+    rows = {"all": control["overall"], **control["by_kind"]}
+    keys = ("prompts_per_run", "control_failing", "control_prompts", "noise_rate", "noise_rate_upper",
+            "failures_allowed", "recommended_share", "required_matches", "false_failure_probability")
+    _display(pd.DataFrame({k: {key: v.get(key) for key in keys} for k, v in rows.items()}).T.astype(object))
+
+
 # --------------------------------------------------------------------------- figures
 
 

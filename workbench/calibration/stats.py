@@ -409,6 +409,54 @@ def output_match_false_failure(matches: list[dict[str, Any]], required_share: fl
     return out
 
 
+def _share_allowing(failures_allowed: int, n: int) -> float:
+    """The largest `required_match_share` (in hundredths) whose upstream count int(share x n) + 1
+    leaves `failures_allowed` failing prompts, i.e. requires n - failures_allowed matches."""
+    needed = n - failures_allowed
+    if needed <= 1:
+        return 0.0
+    return math.floor(100 * (needed - 1) / n) / 100  # int(share x n) + 1 <= needed, in round hundredths
+
+
+def recommend_match_share(failing: int, prompts: int, n: int, max_false_failure: float = 1e-3,
+                          confidence: float = 0.95) -> dict[str, Any]:
+    """The strictest output-match share a healthy build passes with P(fail) <= max_false_failure, given
+    `failing` of `prompts` control prompts (reference vs reference) that differed.
+
+    The control measures the engine's own noise, which any speculative run carries too: a share
+    stricter than this fails healthy builds. The per-prompt rate is taken at its one-sided
+    Clopper-Pearson upper bound (few runs make a small, uncertain count).
+    """
+    rate = failing / prompts if prompts else 0.0
+    upper = float(stats.beta.ppf(confidence, failing + 1, prompts - failing)) if failing < prompts else 1.0
+    allowed = next(a for a in range(n + 1) if stats.binom.sf(a, n, upper) <= max_false_failure or a == n)
+    share = _share_allowing(allowed, n)
+    return {"prompts_per_run": n, "control_failing": failing, "control_prompts": prompts,
+            "noise_rate": rate, "noise_rate_upper": upper, "failures_allowed": allowed,
+            "recommended_share": share, "required_matches": min(n, int(share * n) + 1) if n else 0,
+            "false_failure_probability": float(stats.binom.sf(n - (min(n, int(share * n) + 1)), n, upper))}
+
+
+def output_match_share_from_control(matches: list[dict[str, Any]], max_false_failure: float = 1e-3,
+                                    confidence: float = 0.95) -> dict[str, Any] | None:
+    """Recommended `required_match_share` overall and `required_match_share_by_kind`, from the runs' controls
+    (identical texts, as upstream's rule counts them). None when no run measured a control."""
+    controls = [m["control"] for m in matches if m.get("control")]
+    if not controls:
+        return None
+
+    def pooled(tallies: list[dict[str, Any]]) -> dict[str, Any]:
+        failing = sum(int(t["total"] - t["matched"]) for t in tallies)
+        prompts = sum(int(t["total"]) for t in tallies)
+        return recommend_match_share(failing, prompts, int(tallies[0]["total"]), max_false_failure, confidence)
+    kinds = sorted({k for c in controls for k in c.get("by_kind", {})})
+    return {"runs": len(controls), "max_false_failure": max_false_failure, "confidence": confidence,
+            "overall": pooled(controls),
+            "by_kind": {k: pooled([c["by_kind"][k] for c in controls if k in c.get("by_kind", {})]) for k in kinds},
+            "model": "control mismatches (reference vs reference, other batching) pooled over runs, rate at its "
+                     "one-sided upper bound; a healthy run fails when more than n - required prompts differ"}
+
+
 # --------------------------------------------------------------------------- calibrate
 
 
@@ -547,6 +595,7 @@ def calibrate_from_runs(run_dirs: list[Path], scorer: str = "upstream", max_fals
         output_match=output_match_false_failure(
             matches, float(matches[0].get("required_share", 0.8))) if matches else None,
         output_match_mode=(matches[0].get("mode", "exact") if matches else None),
+        output_match_control=output_match_share_from_control(matches, max_false_failure),
         current=None if current is None else {
             "threshold": float(current),
             "margin": min(ref_acc[0], spec_acc[0]) - float(current),
@@ -609,6 +658,11 @@ def yaml_snippet(result: dict[str, Any], source: str) -> str:
     gate = result.get("acceptance_length") or {}
     if gate.get("status") == "ok" and gate.get("gate_rounded") and gate["gate_rounded"] >= 1.0:
         text += f"# min_acceptance_length: {gate['gate_rounded']}  # from {gate['n']} runs, see calibration.json\n"
+    control = result.get("output_match_control")
+    if control:
+        by_kind = {k: v["recommended_share"] for k, v in control["by_kind"].items()}
+        text += (f"# required_match_share: {control['overall']['recommended_share']}  # the engine's own noise "
+                 f"allows it (control of {control['runs']} run(s)); by kind: {by_kind}\n")
     return text
 
 
