@@ -99,6 +99,7 @@ class EngineRecord(Record):
         default_factory=list, description="reference only: the output-match prompts again under other batching")
     control_generate_s: float | None = None
     control_batching: ControlBatching | None = None
+    workload: str | None = Field(None, description="how the prompts reached the engine: batch or churn")
     async_scheduling: bool | None = Field(None, description="scheduler_config.async_scheduling of the built engine")
     device_type: str | None = Field(None, description="the engine's device type (cpu, cuda, ...)")
     wall_s: float | None = None

@@ -29,6 +29,7 @@ SPEC_COUNTERS = (
     "vllm:spec_decode_num_draft_tokens",
     "vllm:spec_decode_num_accepted_tokens",
     "vllm:spec_decode_num_accepted_tokens_per_pos",
+    "vllm:num_preemptions",  # not a spec-decode counter: whether a workload forced preemption
 )
 
 
@@ -125,19 +126,30 @@ def progress_bar(path: Path, phase: str) -> Any:
     return FileProgress
 
 
+Submit = Callable[[Any, list[Any], dict[str, Any], Any, bool], list[Any]]
+"""How prompts reach the engine: (llm, prompts, sampling kwargs, progress class, chat) -> RequestOutputs in
+prompt order. The default sends them all at once (`llm.generate` / `llm.chat`), as upstream does."""
+
+
+def submit_batch(llm: Any, prompts: list[Any], sampling: dict[str, Any], progress: Any, chat: bool) -> list[Any]:
+    """Upstream's workload: every prompt at once."""
+    from vllm import SamplingParams
+
+    send = llm.chat if chat else llm.generate
+    return send(prompts, SamplingParams(**sampling), use_tqdm=progress or False)
+
+
 def generate(llm: Any, prompts: list[str] | list[list[dict[str, str]]], sampling: dict[str, Any],
-             progress: Any = None, chat: bool = False) -> tuple[list[dict], float, dict]:
+             progress: Any = None, chat: bool = False, submit: Submit | None = None) -> tuple[list[dict], float, dict]:
     """Generate, with vLLM's counters before and after; `progress` is a `progress_bar` class or None.
 
     `chat`: `prompts` are conversations, sent through `llm.chat` (the model's chat template) as
     upstream's test sends them; each row then keeps the prompt text the engine rendered.
+    `submit`: how the prompts reach the engine (default: all at once).
     """
-    from vllm import SamplingParams
-
     before = read_spec_counters(llm.get_metrics())
     started = time.perf_counter()
-    send = llm.chat if chat else llm.generate
-    outputs = send(prompts, SamplingParams(**sampling), use_tqdm=progress or False)
+    outputs = (submit or submit_batch)(llm, prompts, sampling, progress, chat)
     seconds = time.perf_counter() - started
     counters = counters_delta(read_spec_counters(llm.get_metrics()), before)
     return [completion_record(i, out, keep_prompt=chat) for i, out in enumerate(outputs)], seconds, counters

@@ -72,6 +72,13 @@ class CaseParams(BaseModel):
     expect_async_scheduling: bool = Field(
         True, description="the speculative engine must run with async scheduling where vLLM supports it "
                           "(upstream asserts it for MTP); skipped where vLLM turns it off (CPU)")
+    # how the prompts reach the engines
+    workload: Literal["batch", "churn"] = Field(
+        "batch", description="batch: every prompt at once (upstream); churn: the same prompts in waves with filler "
+                             "requests of staggered max_tokens, so the batch condenses and reorders at every step")
+    churn_kv_blocks: int | None = Field(
+        None, ge=1, description="churn only: KV-cache blocks (vLLM num_gpu_blocks_override) small enough to force "
+                                "preemption; null = the engine's own size")
     # optional acceptance gate
     min_acceptance_length: float | None = Field(None, ge=1.0)
     # engine

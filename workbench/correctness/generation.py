@@ -15,6 +15,7 @@ from typing import Any
 
 from workbench.core.engine import (ChildJob, ChildState, child_frame, generate, progress_bar, progress_path,
                                    scheduling_facts, supported_llm_kwargs)
+from workbench.correctness.workloads import submitter
 from workbench.records import EngineRecord
 
 
@@ -34,6 +35,8 @@ class EngineJob(ChildJob):
     match_chat: bool = False
     match_sampling: dict[str, Any]
     control_batch_size: int | None = None
+    workload: str = "batch"
+    workload_seed: int = 0
 
 
 def control_batches(count: int, batch_size: int) -> list[list[int]]:
@@ -63,16 +66,18 @@ def _correctness_body(job: EngineJob, state: ChildState) -> None:
     started = time.perf_counter()
     state.llm = LLM(**supported_llm_kwargs(job.llm_kwargs))
     record["init_s"] = time.perf_counter() - started
-    record.update(scheduling_facts(state.llm))
+    record.update(scheduling_facts(state.llm), workload=job.workload)
     progress = progress_path(job)
+    submit = submitter(job.workload, job.workload_seed)
     gsm8k, seconds, counters = generate(state.llm, job.gsm8k_prompts, job.gsm8k_sampling,
-                                        progress_bar(progress, "generating gsm8k"), chat=job.gsm8k_chat)
+                                        progress_bar(progress, "generating gsm8k"), chat=job.gsm8k_chat,
+                                        submit=submit)
     output_tokens = sum(len(r["token_ids"]) for r in gsm8k)
     record.update(gsm8k=gsm8k, generate_s=seconds, output_tokens=output_tokens,
                   output_tokens_per_s=output_tokens / seconds if seconds > 0 else None, spec_counters=counters)
     match, match_seconds, match_counters = generate(state.llm, job.match_prompts, job.match_sampling,
                                                     progress_bar(progress, "generating output match"),
-                                                    chat=job.match_chat)
+                                                    chat=job.match_chat, submit=submit)
     record.update(output_match=match, match_generate_s=match_seconds, match_spec_counters=match_counters)
     if job.control_batch_size and job.match_prompts:
         control, control_seconds = generate_control(state.llm, job, progress_bar(progress, "generating control"))

@@ -91,6 +91,8 @@ def llm_kwargs(params: CaseParams, label: str) -> dict[str, Any]:
                 "load_format": params.load_format, "additional_config": params.additional_config,
                 "enable_prefix_caching": params.enable_prefix_caching, "max_num_seqs": params.max_num_seqs}
     kwargs.update({k: v for k, v in optional.items() if v is not None})
+    if params.workload == "churn" and params.churn_kv_blocks:
+        kwargs["num_gpu_blocks_override"] = params.churn_kv_blocks
     if label == "speculative":
         kwargs["speculative_config"] = params.speculative_config()
         kwargs["per_request_spec_decode_metrics"] = "summary"
@@ -143,6 +145,7 @@ def engine_job(ctx: RunContext, label: str) -> EngineJob:
         match_prompts=_engine_input(sets.output_match), match_chat=sets.match_format == "chat",
         match_sampling=sampling["output_match"],
         control_batch_size=control_batch_size(params, len(sets.output_match)) if label == "reference" else None,
+        workload=params.workload, workload_seed=params.seed,
         record_path=str(ctx.run_dir / "records" / f"{label}.json"),
         log_path=str(ctx.run_dir / "logs" / f"{label}.log"), env=env)
 
