@@ -242,6 +242,8 @@ class EngineSummary(Record):
     timings: Timings = Field(default_factory=Timings)
     async_scheduling: bool | None = Field(None, description="the engine's scheduler_config.async_scheduling")
     device_type: str | None = None
+    preemptions: int | None = Field(None, description="requests preempted for KV-cache space (the churn workload "
+                                                      "forces some)")
 
 
 class SpeculativeSummary(EngineSummary):

@@ -284,6 +284,13 @@ def timings(record: dict) -> dict[str, Any]:
     return {k: record.get(k) for k in Timings.model_fields}
 
 
+def preemptions(record: dict) -> int | None:
+    """Requests the engine preempted (KV cache full) while generating both prompt sets; None if unreported."""
+    counts = [(record.get(key) or {}).get("vllm:num_preemptions") for key in ("spec_counters", "match_spec_counters")]
+    known = [int(c) for c in counts if c is not None]
+    return sum(known) if known else None
+
+
 def build_summary(ctx: RunContext, reference: dict, speculative: dict, table: pd.DataFrame,
                   match: dict, accept: dict) -> RunSummary:
     """summary.json: every number the report shows, plus the registered checks and `passed`."""
@@ -300,11 +307,11 @@ def build_summary(ctx: RunContext, reference: dict, speculative: dict, table: pd
         margin=min(ref_acc[scorer], spec_acc[scorer]) - params.threshold,
         reference=EngineSummary(accuracy=ref_acc, invalid_rate=invalid_rate_by_scorer(table, "reference"),
                                 timings=Timings(**timings(reference)), async_scheduling=reference.get("async_scheduling"),
-                                device_type=reference.get("device_type")),
+                                device_type=reference.get("device_type"), preemptions=preemptions(reference)),
         speculative=SpeculativeSummary(
             accuracy=spec_acc, invalid_rate=invalid_rate_by_scorer(table, "speculative"),
             timings=Timings(**timings(speculative)), async_scheduling=speculative.get("async_scheduling"),
-            device_type=speculative.get("device_type"),
+            device_type=speculative.get("device_type"), preemptions=preemptions(speculative),
             acceptance_rate=accept["acceptance_rate"], acceptance_length=accept["acceptance_length"],
             acceptance_rate_per_position=accept["acceptance_rate_per_position"],
             counters={k: accept[k] for k in ("num_drafts", "num_draft_tokens", "num_accepted_tokens",
@@ -351,6 +358,9 @@ def describe_case(ctx: RunContext) -> str:
                            f"gap <= {tie_margin(p)[1]}{by_kind}; sent as {ctx.prompt_sets.match_format} prompts"
                            + (" (the model's chat template, llm.chat, as upstream)"
                               if ctx.prompt_sets.match_format == "chat" else " (plain text)") + control),
+        ("workload", "batch: every prompt at once (upstream)" if p.workload == "batch" else
+         "churn: the same prompts in shuffled waves with filler requests of staggered max_tokens (only scheduling "
+         "changes)" + (f"; KV cache {p.churn_kv_blocks} blocks, to force preemption" if p.churn_kv_blocks else "")),
         ("intended hardware", p.intended_hardware),
         ("run folder", str(ctx.run_dir)),
     ]

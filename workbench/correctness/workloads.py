@@ -43,10 +43,15 @@ def wave_order(count: int, plan: ChurnPlan) -> list[list[int]]:
     return [order[i::waves] for i in range(waves)]
 
 
+def _external_id(request_id: str) -> str:
+    """The id `LLM` gave a request (a counter); the engine returns it with a random suffix ("12-1a2b3c4d")
+    from `enqueue`, and bare on the outputs."""
+    return request_id.split("-", 1)[0]
+
+
 def _enqueue(llm: Any, prompts: list[Any], sampling: Any, chat: bool) -> list[str]:
-    if chat:
-        return llm.enqueue_chat(prompts, sampling, use_tqdm=False)
-    return llm.enqueue(prompts, sampling, use_tqdm=False)
+    send = llm.enqueue_chat if chat else llm.enqueue
+    return [_external_id(rid) for rid in send(prompts, sampling, use_tqdm=False)]
 
 
 def submit_churn(llm: Any, prompts: list[Any], sampling: dict[str, Any], progress: Any = None,
@@ -65,8 +70,9 @@ def submit_churn(llm: Any, prompts: list[Any], sampling: dict[str, Any], progres
 
     def collect(outputs: list[Any]) -> None:
         for output in outputs:
-            if output.finished and output.request_id in wanted and output.request_id not in finished:
-                finished[output.request_id] = output
+            rid = _external_id(output.request_id)
+            if output.finished and rid in wanted and rid not in finished:
+                finished[rid] = output
                 if bar is not None:
                     bar.update(1)
 
