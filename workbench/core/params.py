@@ -72,6 +72,9 @@ class CaseParams(BaseModel):
     expect_async_scheduling: bool = Field(
         True, description="the speculative engine must run with async scheduling where vLLM supports it "
                           "(upstream asserts it for MTP); skipped where vLLM turns it off (CPU)")
+    reference_record: str | None = Field(
+        None, description="records/reference.json of an earlier run with the same reference engine, prompts and "
+                          "sampling: that engine is not started again (controls, lanes). Checked before any start")
     # how the prompts reach the engines
     workload: Literal["batch", "churn"] = Field(
         "batch", description="batch: every prompt at once (upstream); churn: the same prompts in waves with filler "
@@ -207,6 +210,11 @@ def load_params(path: str | Path, overrides: dict[str, Any] | None = None) -> Ca
         data["tokenizer"] = resolve_model_path(data["tokenizer"], path)
     if isinstance(data.get("dataset"), str):
         data["dataset"] = _local_or_hub(data["dataset"], path)
+    if isinstance(data.get("reference_record"), str):
+        record = Path(data["reference_record"]).expanduser()
+        if not record.is_file():
+            raise ParamsError(f"{path}: key 'reference_record': {record} not found", key="reference_record", path=path)
+        data["reference_record"] = str(record.resolve())
     try:
         return CaseParams(**data)
     except ValidationError as exc:

@@ -43,6 +43,8 @@ class RunContext:
     params_file: str
     run_dir: Path
     prompt_sets: prompts.PromptSets
+    reused_reference: dict[str, Any] | None = None
+    """The reference record of an earlier run (`reference_record`): its engine is not started again."""
 
     @property
     def questions(self) -> list[gsm8k.GSM8kItem]:
@@ -76,7 +78,53 @@ def prepare(params_file: str | Path, overrides: dict[str, Any] | None = None, ru
         "output_match": [{"prompt_id": i, "kind": p.kind, "prompt": p.prompt, "messages": p.messages}
                          for i, p in enumerate(sets.output_match)],
     }), encoding="utf-8")
-    return RunContext(params, str(params_file), folder, sets)
+    ctx = RunContext(params, str(params_file), folder, sets)
+    if params.reference_record:
+        ctx.reused_reference = reuse_reference(ctx, Path(params.reference_record))
+    return ctx
+
+
+def reuse_reference(ctx: RunContext, source: Path) -> dict[str, Any]:
+    """The earlier reference record named by `reference_record`, proven to be this run's reference (same
+    engine arguments, prompts, sampling and workload) and copied into this run folder; else bad input.
+
+    What makes the comparison meaningful is checked, not assumed: a reference of other prompts or
+    engine arguments would judge the speculative engine against the wrong outputs.
+    """
+    import yaml
+
+    from workbench.core.errors import ParamsError
+    from workbench.records import load_engine_record
+
+    def refuse(why: str) -> ParamsError:
+        return ParamsError(f"{ctx.params_file}: key 'reference_record': {source}: {why}", key="reference_record",
+                           path=ctx.params_file)
+
+    record = load_engine_record(source)
+    if not record.ok or record.label != "reference":
+        raise refuse(f"not a finished reference record (label {record.label!r}, ok {record.ok})")
+    earlier_params = source.parent.parent / "params.yaml"
+    earlier_prompts = source.parent / "prompts.json"
+    if not earlier_params.is_file() or not earlier_prompts.is_file():
+        raise refuse("its run folder lacks params.yaml or records/prompts.json")
+    earlier = CaseParams(**{**yaml.safe_load(earlier_params.read_text(encoding="utf-8")),
+                            "reference_record": None})
+    expected = json.loads(json.dumps(llm_kwargs(ctx.params, "reference")))
+    if record.llm_kwargs != expected:
+        differ = sorted(k for k in set(expected) | set(record.llm_kwargs) if expected.get(k) != record.llm_kwargs.get(k))
+        raise refuse(f"its engine arguments differ from this run's ({', '.join(differ)})")
+    if sampling_settings(earlier) != sampling_settings(ctx.params):
+        raise refuse("its sampling settings differ from this run's")
+    if (earlier.workload, control_batch_size(earlier, len(ctx.match_prompts))) != \
+            (ctx.params.workload, control_batch_size(ctx.params, len(ctx.match_prompts))):
+        raise refuse("its workload or control batching differs from this run's")
+    written = json.loads(earlier_prompts.read_text(encoding="utf-8"))
+    ours = json.loads((ctx.run_dir / "records" / "prompts.json").read_text(encoding="utf-8"))
+    if written != ours:
+        raise refuse("its prompts differ from this run's")
+    reference = record.model_dump(mode="json", exclude_none=True)
+    (ctx.run_dir / "records" / "reference.json").write_text(json.dumps(reference), encoding="utf-8")
+    return reference
 
 
 def llm_kwargs(params: CaseParams, label: str) -> dict[str, Any]:
@@ -191,6 +239,8 @@ def run_engines(ctx: RunContext) -> tuple[dict[str, Any], dict[str, Any]]:
     other is then stopped, and a record already written stays on disk.
     """
     show = _progress_display()
+    if ctx.reused_reference is not None:
+        return _with_question_ids(ctx, ctx.reused_reference), run_engine(ctx, "speculative", show)
     if not ctx.params.parallel_engines:
         return tuple(run_engines_in_turn(ctx, show))
     running = [start_engine_job(engine_job(ctx, label), correctness_child) for label in RUN_LABELS]
