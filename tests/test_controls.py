@@ -1,0 +1,86 @@
+"""`workbench controls`: the clean run and each injection per workload, and the verdict on them."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+
+from conftest import TINY_PARAMS, recorded_context, run_cli
+from workbench.controls.report import render
+from workbench.controls.runner import run_controls
+from workbench.core.errors import ExitCode
+from workbench.correctness import pipeline
+from workbench.records import ControlsSummary
+
+
+def fake_runs(recorded, effects: dict[tuple[str, str], str]):
+    """A `run_case` that builds real run folders from the recorded engine outputs: an injection named in
+    `effects` garbles the speculative output-match texts ("caught"), changes nothing ("missed"), or stops
+    the run before its summary ("error"). The clean run is the recorded run."""
+
+    def run(params_file, overrides, out) -> ExitCode:
+        name, workload = overrides.get("inject"), overrides["workload"]
+        effect = effects.get((name, workload), "missed") if name else "clean"
+        if effect == "error":
+            out.mkdir(parents=True, exist_ok=True)
+            return ExitCode.ERROR
+        records = copy.deepcopy(recorded)
+        ctx = recorded_context(records, out, workload=workload)
+        if effect == "caught":
+            for row in records["speculative"]["output_match"]:
+                row.update(completion="<b>garbled</b>", token_ids=[1, 2, 3], top_logprobs=None)
+        for label in ("reference", "speculative"):  # as the engine children write them
+            (out / "records" / f"{label}.json").write_text(json.dumps(records[label]))
+        table = pipeline.score(ctx, records["reference"], records["speculative"])
+        match = pipeline.compare_outputs(ctx, records["reference"], records["speculative"])
+        summary = pipeline.build_summary(ctx, records["reference"], records["speculative"], table, match,
+                                         pipeline.acceptance(records["speculative"]))
+        return ExitCode.OK if summary.passed else ExitCode.CHECKS_FAILED
+
+    return run
+
+
+def test_every_injection_caught_and_clean_passing_exits_0(tmp_path, recorded) -> None:
+    effects = {(n, w): "caught" for n in ("a", "b") for w in ("batch", "churn")}
+    summary, code = run_controls(TINY_PARAMS, {}, ["a", "b"], ["batch", "churn"], tmp_path,
+                                 run_case=fake_runs(recorded, effects))
+    assert code == ExitCode.OK and summary.passed and summary.clean.passed
+    assert [(i.name, i.workload, i.caught_by) for i in summary.injections] == [
+        ("a", "batch", ["output_match"]), ("b", "batch", ["output_match"]),
+        ("a", "churn", ["output_match"]), ("b", "churn", ["output_match"])]
+    written = ControlsSummary.model_validate_json((tmp_path / "controls.json").read_text())
+    assert written == summary
+    first = summary.injections[0]
+    assert first.output_match_judged < first.output_match_total
+    assert first.first_divergences and first.first_divergences[0].speculative == "<b>garbled</b>"
+
+
+def test_a_missed_injection_is_named_and_exits_1(tmp_path, recorded) -> None:
+    effects = {("a", "batch"): "caught", ("a", "churn"): "caught", ("b", "churn"): "caught"}
+    summary, code = run_controls(TINY_PARAMS, {}, ["a", "b"], ["batch", "churn"], tmp_path,
+                                 run_case=fake_runs(recorded, effects))
+    assert code == ExitCode.CHECKS_FAILED and not summary.passed
+    assert summary.missed == ["b@batch"] and summary.churn_only == ["b"]
+    html = render(summary, tmp_path)
+    assert "MISSED" in html and "FAILED" in html and "missed: b@batch" in html
+    assert "<b>garbled</b>" not in html and "&lt;b&gt;garbled&lt;/b&gt;" in html  # model text is escaped
+    assert 'href="batch/a/report.html"' in html and "http" not in html
+
+
+def test_an_error_is_not_a_catch_and_exits_3(tmp_path, recorded) -> None:
+    summary, code = run_controls(TINY_PARAMS, {}, ["a"], ["batch"], tmp_path,
+                                 run_case=fake_runs(recorded, {("a", "batch"): "error"}))
+    assert code == ExitCode.ERROR and not summary.passed
+    assert summary.injections[0].status == "error" and not summary.injections[0].caught
+    assert summary.errors and not summary.missed
+
+
+def test_bad_input_is_refused_before_any_run(tmp_path) -> None:
+    for args, key in ((["--workload", "storm"], "--workload"), (["-p", "workload", "churn"], "workload"),
+                      (["--inject", "no_such_fault"], "no_such_fault")):
+        result = run_cli("controls", str(TINY_PARAMS), *args, "--out", str(tmp_path / "c"), timeout=120)
+        assert result.returncode == 2, result.stderr
+        assert key in result.stderr
+        assert not (tmp_path / "c" / "controls.json").exists()
