@@ -17,12 +17,14 @@ cells = [
          'threshold: Optional[float] = None  # threshold to evaluate; None: the runs\' own / the recommended one\n'
          'max_false_failure: float = 1e-3  # allowed P(one healthy run fails)\n'
          'scorer: str = "upstream"  # questions.csv scorer column\n'
-         'out_dir: str = "."  # where calibration.json goes',
+         'out_dir: str = "."  # where calibration.json goes\n'
+         'controls: Optional[str] = None  # a `workbench controls` folder: measured detection beside the power',
          metadata={"tags": ["parameters"]}),
     code("from pathlib import Path\n\nimport pandas as pd\nfrom IPython.display import display\n\n"
          "from workbench.calibration import figures as cf\nfrom workbench.calibration import stats as calibration\n\n"
          "pd.set_option(\"display.max_colwidth\", 200)\n"
-         "result = calibration.calibrate_inputs(run_dirs, accuracy, questions, threshold, max_false_failure, scorer)\n"
+         "result = calibration.calibrate_inputs(run_dirs, accuracy, questions, threshold, max_false_failure, scorer,\n"
+         "                                      controls)\n"
          "runs = calibration.load_runs(run_dirs) if run_dirs else []"),
     md("## Reference accuracy: interval and run-to-run spread\n"
        "The Wilson interval says how far the measured accuracy may sit from the true one; repeated runs show the "
@@ -52,6 +54,9 @@ cells = [
        "share is the strictest one a healthy build still passes (overall and per kind), as the accuracy threshold "
        "is recommended above."),
     code("cf.show_output_match_control(result)"),
+    md("## Positive controls: measured detection beside the computed power\n"
+       "Injected regressions (`workbench controls`): did a check fail, and how likely the model says it was to."),
+    code("cf.show_controls(result)"),
     md("## Try a threshold\nMove the slider (live in JupyterLab; rendered once under papermill).",
        metadata={"tags": ["widget"]}),
     code("display(cf.threshold_explorer(result, threshold))", metadata={"tags": ["widget"]}),

@@ -84,3 +84,23 @@ def test_bad_input_is_refused_before_any_run(tmp_path) -> None:
         assert result.returncode == 2, result.stderr
         assert key in result.stderr
         assert not (tmp_path / "c" / "controls.json").exists()
+
+
+def test_calibration_reads_controls_measured_beside_computed_power(tmp_path, recorded) -> None:
+    from scipy import stats
+
+    from workbench.calibration.stats import calibrate_inputs, detection_from_controls
+
+    effects = {("a", "batch"): "caught", ("b", "batch"): "missed"}
+    summary, _ = run_controls(TINY_PARAMS, {}, ["a", "b"], ["batch"], tmp_path, run_case=fake_runs(recorded, effects))
+    rows = {row["injection"]: row for row in detection_from_controls(tmp_path)}
+    assert rows["a"]["measured"] == "caught by output_match" and rows["b"]["measured"] == "MISSED"
+    for name, outcome in zip(("a", "b"), summary.injections):
+        share = outcome.output_match_judged / outcome.output_match_total
+        needed = int(0.8 * outcome.output_match_total) + 1
+        assert rows[name]["output_match_check_power"] == pytest.approx(
+            stats.binom.cdf(needed - 1, outcome.output_match_total, share))
+        assert rows[name]["accuracy_check_power"] is None  # threshold 0: the accuracy check is off
+    assert rows["a"]["output_match_check_power"] > 0.99 > rows["b"]["output_match_check_power"]
+    result = calibrate_inputs([], 0.3, 200, None, controls=str(tmp_path))
+    assert result["controls_detection"] == detection_from_controls(tmp_path / "controls.json")

@@ -22,7 +22,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from workbench.calibration.stats import calibrate, calibrate_from_runs, questions_needed, to_json, write_threshold
+from workbench.calibration.stats import (calibrate, calibrate_from_runs, detection_from_controls, questions_needed,
+                                         to_json, write_threshold)
 from workbench.core.errors import CalibrationError, ExitCode, NotebookError, WorkbenchError
 from workbench.records import CalibrationHeadline, RunSummary
 from workbench.core.resources import default_results_dir, notebook_path
@@ -36,7 +37,7 @@ def default_out_dir() -> Path:
 
 
 def run_calibration(run_dirs: list[Path], out_dir: Path, scorer: str = "upstream", max_false_failure: float = 1e-3,
-                    threshold: float | None = None) -> dict[str, Any]:
+                    threshold: float | None = None, controls: Path | None = None) -> dict[str, Any]:
     """Calibrate from run folders and write `calibration.json` into out_dir.
 
     The single place where the RUN_DIR form produces its output folder: executing
@@ -45,6 +46,8 @@ def run_calibration(run_dirs: list[Path], out_dir: Path, scorer: str = "upstream
     from workbench.core.notebook import execute, export_html
 
     result = calibrate_from_runs(run_dirs, scorer, max_false_failure, threshold)
+    if controls is not None:
+        result["controls_detection"] = detection_from_controls(controls)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "calibration.json").write_text(to_json(result), encoding="utf-8")  # kept even if the notebook fails
     write_summary(out_dir, RunSummary(kind="calibration", passed=True, calibration=CalibrationHeadline(
@@ -55,7 +58,8 @@ def run_calibration(run_dirs: list[Path], out_dir: Path, scorer: str = "upstream
     executed = out_dir / NOTEBOOK.name
     outcome = execute(NOTEBOOK, executed, {
         "run_dirs": [str(Path(d).resolve()) for d in run_dirs], "threshold": threshold,
-        "max_false_failure": max_false_failure, "scorer": scorer, "out_dir": str(out_dir)}, cwd=out_dir)
+        "max_false_failure": max_false_failure, "scorer": scorer, "out_dir": str(out_dir),
+        "controls": str(Path(controls).resolve()) if controls is not None else None}, cwd=out_dir)
     if executed.exists():
         export_html(executed, out_dir / "report.html")
     if outcome.status != "ok":
@@ -79,6 +83,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--write", type=Path, metavar="PARAMS_YAML",
                         help="set threshold (+ threshold_source) in this params file")
     parser.add_argument("--out", type=Path, help="output folder (default results/calibration-<timestamp>/)")
+    parser.add_argument("--controls", type=Path, metavar="CONTROLS_DIR",
+                        help="a `workbench controls` folder: measured detection beside the computed power")
     parser.add_argument("--launch", type=Path, metavar="PARAMS_YAML",
                         help="first run this case (workbench run) once per --vary value, then calibrate from those runs")
     parser.add_argument("--vary", nargs=2, metavar=("KEY", "V1,V2,..."),
@@ -155,7 +161,8 @@ def main(argv: list[str]) -> int:
             args.run_dirs = [*args.run_dirs, *launch_runs(args.launch, args.vary, overrides, out_dir)]
         if args.run_dirs:
             out_dir = (args.out or default_out_dir()).resolve()
-            result = run_calibration(args.run_dirs, out_dir, args.scorer, args.max_false_failure, args.threshold)
+            result = run_calibration(args.run_dirs, out_dir, args.scorer, args.max_false_failure, args.threshold,
+                                     args.controls)
             source = ", ".join(str(p) for p in args.run_dirs)
         else:
             result = calibrate(args.accuracy, args.questions, args.threshold, args.max_false_failure)

@@ -168,6 +168,17 @@ def show_output_match_control(result: dict[str, Any]) -> None:
     _display(pd.DataFrame({k: {key: v.get(key) for key in keys} for k, v in rows.items()}).T.astype(object))
 
 
+def show_controls(result: dict[str, Any]) -> None:
+    """Measured detection of injected regressions (workbench controls) beside the computed power."""
+    rows = result.get("controls_detection")
+    if not rows:
+        _note("_No controls given: run `workbench controls PARAMS` and pass its folder as `controls`._")
+        return
+    _note("Each injected run: what the checks measured (caught or missed), and the probability the binomial model "
+          "gives each check to catch an effect of the size the injection had.")
+    _display(pd.DataFrame(rows).set_index(["injection", "workload"]).astype(object))
+
+
 # --------------------------------------------------------------------------- figures
 
 

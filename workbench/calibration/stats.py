@@ -457,6 +457,54 @@ def output_match_share_from_control(matches: list[dict[str, Any]], max_false_fai
                      "one-sided upper bound; a healthy run fails when more than n - required prompts differ"}
 
 
+# --------------------------------------------------------------------------- positive controls
+
+
+def detection_from_controls(controls_path: Path) -> list[dict[str, Any]]:
+    """Per injected run of a `workbench controls` folder: what the binomial model says each check catches at
+    the effect the injection had, beside what the checks measured (caught or missed).
+
+    Computed power is taken at the observed effect, as if it were the true one: the accuracy check at the
+    injected run's accuracy (P(correct < threshold x n)), the output-match check at its judged match rate
+    (P(matches < required)). A measured miss where the computed power is high says the model is off; a
+    computed power near 0.5 says the catch was luck.
+    """
+    from workbench.records import ControlsSummary
+
+    path = Path(controls_path)
+    if path.is_dir():
+        path = path / "controls.json"
+    if not path.is_file():
+        raise CalibrationError(f"controls: {path} not found (a `workbench controls` folder or its controls.json)")
+    controls = ControlsSummary.model_validate_json(path.read_text(encoding="utf-8"))
+    rows = []
+    for outcome in controls.injections:
+        row: dict[str, Any] = {"injection": outcome.name, "workload": outcome.workload, "rate": outcome.rate,
+                               "measured": "caught by " + ", ".join(outcome.caught_by) if outcome.caught
+                               else ("error" if outcome.status == "error" else "MISSED")}
+        try:
+            summary = load_summary(Path(outcome.run_dir))
+        except Exception:
+            rows.append(row)
+            continue
+        n, threshold = summary.num_questions or 0, summary.threshold or 0.0
+        spec_acc = outcome.speculative_accuracy
+        row["speculative_accuracy"] = spec_acc
+        row["accuracy_check_power"] = (false_failure_probability(spec_acc, n, threshold)
+                                       if threshold > 0 and spec_acc is not None and n else None)
+        match = summary.output_match
+        if match is not None and match.total:
+            judged = match.judged_matched if match.judged_matched is not None else match.matched
+            needed = match.required_matches or min(match.total, int(match.required_share * match.total) + 1)
+            row["output_match_judged_share"] = judged / match.total
+            row["output_match_check_power"] = float(stats.binom.cdf(needed - 1, match.total, judged / match.total))
+        gate = summary.params.min_acceptance_length if summary.params else None
+        row["acceptance_length"] = outcome.acceptance_length
+        row["acceptance_gate"] = gate
+        rows.append(row)
+    return rows
+
+
 # --------------------------------------------------------------------------- calibrate
 
 
@@ -607,13 +655,19 @@ def calibrate_from_runs(run_dirs: list[Path], scorer: str = "upstream", max_fals
 
 
 def calibrate_inputs(run_dirs: list[str], accuracy: float | None, questions: int | None, threshold: float | None,
-                     max_false_failure: float = 1e-3, scorer: str = "upstream") -> dict[str, Any]:
-    """The notebook's and CLI's entry: run folders when given, else the what-if numbers."""
+                     max_false_failure: float = 1e-3, scorer: str = "upstream",
+                     controls: str | None = None) -> dict[str, Any]:
+    """The notebook's and CLI's entry: run folders when given, else the what-if numbers; with `controls`
+    (a `workbench controls` folder), measured detection beside the computed power."""
     if run_dirs:
-        return calibrate_from_runs([Path(p) for p in run_dirs], scorer, max_false_failure, threshold)
-    if accuracy is None or questions is None:
+        result = calibrate_from_runs([Path(p) for p in run_dirs], scorer, max_false_failure, threshold)
+    elif accuracy is None or questions is None:
         raise CalibrationError("give run folders, or both accuracy and questions")
-    return calibrate(accuracy, questions, threshold, max_false_failure)
+    else:
+        result = calibrate(accuracy, questions, threshold, max_false_failure)
+    if controls:
+        result["controls_detection"] = detection_from_controls(Path(controls))
+    return result
 
 
 def disagreement_table(run: dict[str, Any], scorer: str = "upstream", limit: int | None = None) -> pd.DataFrame:
