@@ -1,4 +1,4 @@
-"""`workbench` command line: run | calibrate | audit | summarize | train-tiny.
+"""`workbench` command line: run | calibrate | audit | summarize | controls | train-tiny.
 
 Exit codes (all subcommands): 0 the checks passed, 1 a check failed (the assertion cell),
 2 bad input (nothing started), 3 an engine or infrastructure error stopped the run,
@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from workbench.core.errors import ExitCode, WorkbenchError
+from workbench.core.errors import ExitCode, ParamsError, WorkbenchError
 from workbench.core.params import parse_override
 
 
@@ -38,8 +38,13 @@ def main(argv: list[str] | None = None) -> int:
         if name == "run":
             p.add_argument("--allow-no-checks", action="store_true",
                            help="run a case whose every check is switched off (it then checks nothing)")
+            p.add_argument("--inject", metavar="NAME", default=None,
+                           help="install the named fault into the speculative engine only (a positive control: "
+                                "a check must fail); same as -p inject NAME. Faults: workbench/inject/faults.py")
     sub.add_parser("calibrate", help="threshold calibration (see `workbench calibrate --help`)", add_help=False)
     sub.add_parser("summarize", help="Markdown table of finished runs (RUN_DIR...)", add_help=False)
+    sub.add_parser("controls", help="positive controls: clean and injected runs (see `workbench controls --help`)",
+                   add_help=False)
     sub.add_parser("train-tiny", help="train the tiny Qwen3.5 stand-in (see `workbench train-tiny --help`)",
                    add_help=False)
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -51,6 +56,10 @@ def main(argv: list[str] | None = None) -> int:
         from workbench.summarize import main as summarize_main
 
         return summarize_main(argv[1:])
+    if argv and argv[0] == "controls":
+        from workbench.controls.cli import main as controls_main
+
+        return controls_main(argv[1:])
     if argv and argv[0] == "train-tiny":
         from workbench.tinymodel.train import main as train_main
 
@@ -62,14 +71,24 @@ def main(argv: list[str] | None = None) -> int:
         from workbench.core.params import check_against_vllm
         from workbench.core.resources import resolve_case
 
+        overrides = _overrides(args.param)
         if args.command == "run":
             from workbench.correctness.preflight import preflight as correctness_preflight
+            from workbench.inject.stages import check_params as check_injection
+
+            if args.inject is not None:
+                overrides["inject"] = args.inject
 
             def preflight(params, path):
+                check_injection(params, path)
                 correctness_preflight(params, path, allow_no_checks=args.allow_no_checks)
         else:
-            preflight = check_against_vllm
-        return int(run_notebook_case(notebook, resolve_case(args.params), _overrides(args.param), args.out,
+            def preflight(params, path):
+                if params.inject is not None:
+                    raise ParamsError(f"{path}: key 'inject': faults are injected by `workbench run` (the speculative "
+                                      "engine of a correctness run); the audit installs none", key="inject", path=path)
+                check_against_vllm(params, path)
+        return int(run_notebook_case(notebook, resolve_case(args.params), overrides, args.out,
                                      args.show_code, force=args.force, preflight=preflight))
     except WorkbenchError as exc:
         print(f"workbench: error: {exc}", file=sys.stderr)

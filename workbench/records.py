@@ -320,6 +320,37 @@ class CalibrationHeadline(Record):
     output_match_mode: MatchMode | None = None
 
 
+# ------------------------------------------------------------------ injected faults (positive controls)
+
+
+class InjectionInstall(Record):
+    """One engine process the fault was installed in, and the vLLM function it patched there."""
+
+    pid: int
+    process: str | None = None
+    target: str
+
+
+class Injection(Record):
+    """A fault injected on purpose into the speculative engine only (a positive control): which, how often,
+    which upstream bugs it mirrors, and how many rows it corrupted."""
+
+    name: str
+    rate: float = Field(description="share of eligible rows the fault corrupts")
+    seed: int
+    default_rate: float | None = Field(None, description="the fault's default rate (caught by the checks at it)")
+    summary: str = Field("", description="what the fault breaks")
+    mirrors: list[str] = Field(default_factory=list, description="the upstream bugs whose effect it re-creates")
+    target: str = Field("", description="the vLLM function it patches")
+    events: int = Field(0, description="rows corrupted: one per row and engine step")
+    calls: int = Field(0, description="patched calls that corrupted at least one row")
+    first_spec_rows: int | None = Field(
+        None, description="GDN faults: corrupted rows at a request's first speculative step (the prefill-to-spec step)")
+    installed_in: list[InjectionInstall] = Field(default_factory=list)
+    log: str = Field("records/inject_events.jsonl", description="every event, one JSON line each")
+    warnings: list[str] = Field(default_factory=list)
+
+
 # ------------------------------------------------------------------ summary.json
 
 
@@ -345,6 +376,8 @@ class RunSummary(Record):
     speculative: SpeculativeSummary | None = Field(None, description="correctness: the speculative engine's numbers")
     output_match: OutputMatchSummary | None = Field(None, description="correctness: greedy output agreement")
     gsm8k_identical_completions: int | None = Field(None, description="correctness: identical GSM8k completions")
+    injection: Injection | None = Field(
+        None, description="correctness: the fault injected into the speculative engine on purpose (null: none)")
     # audit
     async_scheduling_active: bool | None = Field(
         None, description="audit: the engine's scheduler_config.async_scheduling after construction")
@@ -370,6 +403,72 @@ class RunSummary(Record):
 
     def check(self, name: str) -> Check | None:
         return next((c for c in self.checks if c.name == name), None)
+
+
+# ------------------------------------------------------------------ controls.json (workbench controls)
+
+
+class CleanOutcome(Record):
+    """The clean run of one workload: it must pass, or a caught injection proves nothing."""
+
+    workload: str
+    run_dir: str
+    status: str | None = None
+    passed: bool = False
+    failed_checks: list[str] = Field(default_factory=list)
+
+
+class DivergentOutput(Record):
+    """One output-match prompt whose injected output differs from the reference, at its first divergent token."""
+
+    prompt_id: int
+    kind: str
+    position: int | None = None
+    reference: str
+    speculative: str
+
+
+class InjectionOutcome(Record):
+    """One injected regression under one workload: was it caught, by which checks, and what it did."""
+
+    name: str
+    workload: str
+    rate: float | None = None
+    run_dir: str
+    status: str | None = Field(None, description="the injected run's status: failed (checks), passed, error")
+    caught: bool = Field(False, description="at least one check failed; an error is not a catch")
+    caught_by: list[str] = Field(default_factory=list, description="the checks that failed")
+    events: int | None = Field(None, description="rows the fault corrupted, as the fault counted them")
+    output_match_matched: int | None = None
+    output_match_judged: int | None = None
+    output_match_total: int | None = None
+    output_match_divergences: int | None = None
+    reference_accuracy: float | None = None
+    speculative_accuracy: float | None = None
+    acceptance_length: float | None = None
+    first_divergences: list[DivergentOutput] = Field(default_factory=list)
+    error: str | None = None
+
+
+class CleanVerdict(Record):
+    passed: bool
+    by_workload: dict[str, CleanOutcome] = Field(default_factory=dict)
+
+
+class ControlsSummary(Record):
+    """controls.json: the clean runs, every injection's outcome, and the verdict."""
+
+    schema_version: int = SCHEMA_VERSION
+    kind: Literal["controls"] = "controls"
+    case: str
+    overrides: dict[str, Any] = Field(default_factory=dict)
+    workloads: list[str]
+    clean: CleanVerdict
+    injections: list[InjectionOutcome] = Field(default_factory=list)
+    missed: list[str] = Field(default_factory=list, description="NAME@WORKLOAD of injections no check caught")
+    churn_only: list[str] = Field(default_factory=list, description="injections only the churn workload caught")
+    errors: list[str] = Field(default_factory=list, description="runs an error stopped (not catches)")
+    passed: bool = Field(False, description="every clean run passed and every injection was caught")
 
 
 # ------------------------------------------------------------------ reading and writing
@@ -454,9 +553,10 @@ def _model_table(name: str, schema: dict[str, Any]) -> str:
 def schema_markdown() -> str:
     """The run-folder files' schemas as Markdown tables, generated from the models (docs/DESIGN.md)."""
     parts = [f"Schema version {SCHEMA_VERSION}. Files: `summary.json` is `RunSummary`, `records/<label>.json` is "
-             "`EngineRecord`, `output_match.json` is `OutputMatch`.\n"]
+             "`EngineRecord`, `output_match.json` is `OutputMatch`, `controls.json` (workbench controls) is "
+             "`ControlsSummary`.\n"]
     seen: dict[str, dict[str, Any]] = {}
-    for model in (RunSummary, EngineRecord, OutputMatch):
+    for model in (RunSummary, EngineRecord, OutputMatch, ControlsSummary):
         schema = model.model_json_schema(by_alias=True)
         seen.setdefault(model.__name__, schema)
         for def_name, definition in schema.get("$defs", {}).items():

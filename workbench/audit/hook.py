@@ -1,5 +1,6 @@
-"""How the probe gets into every process vLLM starts: a generated `sitecustomize.py` and the
-environment that puts it first on `PYTHONPATH`.
+"""How the probe gets into every process vLLM starts: the core's generated `sitecustomize.py`
+(`workbench.core.hook`) with the probe as its one module, and the environment that puts it first
+on `PYTHONPATH`.
 
 A Python process runs `sitecustomize` at interpreter start, before anything imports vLLM; the
 generated one imports `workbench.audit.probe` (standard library only) and calls
@@ -8,42 +9,18 @@ generated one imports `workbench.audit.probe` (standard library only) and calls
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-import workbench
 from workbench.audit.probe import PROBE_CONTROL_ENV, PROBE_CUDA_ENV, PROBE_LOG_ENV
+from workbench.core import hook
 
-SITECUSTOMIZE = '''\
-# Written by workbench.audit for one no-sync audit run. Every Python process started with this
-# folder first on PYTHONPATH (vLLM's EngineCore and workers) loads the seq_lens_cpu probe here,
-# before anything imports vLLM.
-import os as _os
-
-if _os.environ.get("{env}"):
-    try:
-        from workbench.audit.probe import install_from_env as _install
-
-        _install()
-    except Exception as _exc:  # never stop an engine process for the probe
-        import sys as _sys
-
-        print(f"[workbench.audit] probe not installed: {{_exc!r}}", file=_sys.stderr)
-'''
+PROBE_HOOK = hook.SiteHook(env=PROBE_LOG_ENV, module="workbench.audit.probe", label="workbench.audit")
+package_root = hook.package_root
 
 
 def write_sitecustomize(folder: Path) -> Path:
     """The probe's `sitecustomize.py` in `folder` (the run folder's `probe/`)."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "sitecustomize.py"
-    path.write_text(SITECUSTOMIZE.format(env=PROBE_LOG_ENV), encoding="utf-8")
-    return path
-
-
-def package_root() -> Path:
-    """The folder that holds the `workbench` package (a checkout's root, or site-packages)."""
-    return Path(workbench.__file__).resolve().parent.parent
+    return hook.write_sitecustomize(folder, [PROBE_HOOK])
 
 
 def probe_env(log_path: Path, control_path: Path, site_dir: Path, cuda: bool = True) -> dict[str, str]:
@@ -52,6 +29,5 @@ def probe_env(log_path: Path, control_path: Path, site_dir: Path, cuda: bool = T
     `site_dir` (with the generated `sitecustomize.py`) goes first on `PYTHONPATH`, then the folder
     that holds `workbench`, so `import workbench.audit.probe` works there too.
     """
-    path = [str(site_dir), str(package_root())] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    return {PROBE_LOG_ENV: str(log_path), PROBE_CONTROL_ENV: str(control_path),
-            PROBE_CUDA_ENV: "1" if cuda else "0", "PYTHONPATH": os.pathsep.join(dict.fromkeys(path))}
+    return hook.site_env(site_dir, {PROBE_LOG_ENV: str(log_path), PROBE_CONTROL_ENV: str(control_path),
+                                    PROBE_CUDA_ENV: "1" if cuda else "0"})

@@ -10,10 +10,11 @@ How it reaches the process that runs the model
     The audit child (`workbench.audit.child`) installs the probe into itself before importing
     vLLM and puts the `sitecustomize.py` of `workbench.audit.hook` first on `PYTHONPATH`: every
     Python process vLLM starts below it (EngineCore, workers; spawned or forked) runs
-    `install_from_env()` at interpreter start, before vLLM is imported. The probe is an import
-    hook: it patches the class the moment `vllm.v1.attention.backend` (or the older
-    `...backends.utils`) is executed. Every event goes, one JSON line, to the probe log with its
-    process id, so the counts survive the process boundaries (`read_events`, `count_events`).
+    `install_from_env()` at interpreter start, before vLLM is imported. The probe patches the
+    class through the core's import hook (`workbench.core.hook.after_import`) the moment
+    `vllm.v1.attention.backend` (or the older `...backends.utils`) is executed. Every event goes,
+    one JSON line, to the probe log with its process id, so the counts survive the process
+    boundaries (`read_events`, `count_events`).
 
 vLLM 0.32 no longer has the lazy property
     Upstream removed the deprecated `seq_lens_cpu` / `num_computed_tokens_cpu` properties; 0.32
@@ -33,23 +34,23 @@ Second, independent count on CUDA
     process during the `generate` phase and counts torch's "synchronizing CUDA operation"
     warnings (`cuda_sync_count`).
 
-This module imports nothing but the standard library at import time: the generated
-`sitecustomize` loads it at the start of every engine process.
+This module imports nothing but the standard library (and `workbench.core.hook`, itself standard
+library only) at import time: the generated `sitecustomize` loads it at the start of every engine
+process.
 """
 
 from __future__ import annotations
 
 import functools
-import importlib.abc
-import json
 import os
 import sys
 import threading
-import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from workbench.core import hook
 
 PROBE_LOG_ENV = "WORKBENCH_SYNC_PROBE_LOG"
 PROBE_CONTROL_ENV = "WORKBENCH_SYNC_PROBE_CONTROL"
@@ -84,23 +85,6 @@ class _ProbeState:
 
 
 _STATE = _ProbeState()
-_FINDER: _PatchOnImport | None = None
-
-
-def _process_label() -> str:
-    """The process title (vLLM renames its processes, e.g. `VLLM::Worker`), else argv[0]."""
-    try:
-        with open("/proc/self/cmdline", "rb") as handle:
-            first = handle.read().split(b"\0")[0].decode(errors="replace").strip()
-        if first.startswith("VLLM::"):
-            return first.split()[0]
-    except OSError:
-        pass
-    mp = sys.modules.get("multiprocessing")  # a spawned child: its Process name (e.g. engine-audit)
-    name = mp.current_process().name if mp is not None else "MainProcess"
-    if name != "MainProcess":
-        return name
-    return os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "python"
 
 
 def _short_path(filename: str) -> str:
@@ -119,17 +103,8 @@ def short_stack(limit: int = STACK_FRAMES) -> list[str]:
 
 
 def _emit(event: dict[str, Any]) -> None:
-    """Append one event to the probe log (O_APPEND: lines from many processes stay whole)."""
-    event = {"pid": os.getpid(), "process": _process_label(), "time": time.time(), **event}
-    path = _STATE.log_path or os.environ.get(PROBE_LOG_ENV)
-    if not path:
-        return
-    line = (json.dumps(event, default=str) + "\n").encode()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, line)
-    finally:
-        os.close(fd)
+    """Append one event to the probe log (`workbench.core.hook.append_event`: whole lines from many processes)."""
+    hook.append_event(_STATE.log_path or os.environ.get(PROBE_LOG_ENV), event)
 
 
 def _source() -> str:
@@ -293,33 +268,6 @@ def _patch_module(module: Any) -> None:
             _emit({"kind": "probe_warning", "message": f"{module.__name__}: {type(exc).__name__}: {exc}"})
 
 
-class _PatchOnImport(importlib.abc.MetaPathFinder):
-    """Import hook: patch `CommonAttentionMetadata` right after its module has executed."""
-
-    def find_spec(self, fullname, path, target=None):
-        if fullname not in TARGET_MODULES:
-            return None
-        for finder in sys.meta_path:
-            if finder is self or not hasattr(finder, "find_spec"):
-                continue
-            spec = finder.find_spec(fullname, path, target)
-            if spec is not None:
-                break
-        else:
-            return None
-        loader = spec.loader
-        if loader is None or not hasattr(loader, "exec_module"):
-            return spec
-        original_exec = loader.exec_module
-
-        def exec_module(module):
-            original_exec(module)
-            _patch_module(module)
-
-        loader.exec_module = exec_module  # this loader instance serves this one module
-        return spec
-
-
 def reset(log_path: str | Path | None = None, control_path: str | Path | None = None, cuda: bool = True) -> None:
     """A fresh probe state in this process (phase `startup`, nothing forced); hooks no import.
 
@@ -333,16 +281,11 @@ def reset(log_path: str | Path | None = None, control_path: str | Path | None = 
 
 def install(log_path: str | Path, control_path: str | Path | None = None, cuda: bool = True) -> None:
     """Install the probe into this process; safe before or after vLLM is imported, and twice."""
-    global _FINDER
     _STATE.log_path = str(log_path)
     _STATE.control_path = str(control_path) if control_path else None
     _STATE.cuda = cuda
-    if _FINDER is None:
-        _FINDER = _PatchOnImport()
-        sys.meta_path.insert(0, _FINDER)
-    for name in TARGET_MODULES:  # already imported (fork, or a late install): patch now
-        if name in sys.modules:
-            _patch_module(sys.modules[name])
+    for name in TARGET_MODULES:  # patched the moment it is imported (now, if it already is)
+        hook.after_import(name, _patch_module)
     _poll_control()
 
 
@@ -360,17 +303,7 @@ def install_from_env() -> bool:
 
 def read_events(log_path: str | Path) -> list[dict[str, Any]]:
     """Every event of a probe log, from all processes; a line cut short is skipped."""
-    path = Path(log_path)
-    if not path.exists():
-        return []
-    events = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            try:
-                events.append(json.loads(line))
-            except ValueError:  # a line cut short by a killed process
-                continue
-    return events
+    return hook.read_events(log_path)
 
 
 def count_events(events: list[dict[str, Any]]) -> dict[str, Any]:

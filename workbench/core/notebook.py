@@ -216,6 +216,27 @@ def run_notebook_case(notebook: str, params_file: Path, overrides: dict[str, Any
 BANNERS = {"error": "ERROR", "cancelled": "CANCELLED"}
 
 
+def injection_banner(run_dir: Path, params: Any) -> str | None:
+    """The report's first words when the case injected a fault on purpose (`inject`): which, at what rate,
+    and how many rows it corrupted, so nobody mistakes the run for a real regression or a real pass."""
+    name = getattr(params, "inject", None)
+    if not name:
+        return None
+    injection = None
+    if (run_dir / "summary.json").exists():
+        try:
+            injection = load_summary(run_dir).injection
+        except WorkbenchError:
+            injection = None
+    if injection is not None:
+        how = f"rate {injection.rate:g}, seed {injection.seed}; {injection.events} rows corrupted"
+    else:
+        rate = params.inject_rate
+        how = f"rate {'the fault default' if rate is None else format(rate, 'g')}, seed {params.inject_seed}"
+    return (f"INJECTED FAULT {name} ({how}) in the speculative engine only: a positive control, "
+            "its checks are meant to fail")
+
+
 def _report_and_exit(run_dir: Path, executed: Path, kind: str, params: Any, outcome: NotebookOutcome,
                      show_input: bool) -> ExitCode:
     summary_path = run_dir / "summary.json"
@@ -223,7 +244,8 @@ def _report_and_exit(run_dir: Path, executed: Path, kind: str, params: Any, outc
         _finish_summary(run_dir, kind, params, outcome.status, outcome.message)
     html = None
     if executed.exists():
-        banner = f"{BANNERS[outcome.status]}: {outcome.message}" if outcome.status in BANNERS else None
+        status = f"{BANNERS[outcome.status]}: {outcome.message}" if outcome.status in BANNERS else None
+        banner = "\n".join(filter(None, (status, injection_banner(run_dir, params)))) or None
         try:
             html = export_html(executed, run_dir / "report.html", show_input=show_input, banner=banner)
         except Exception as exc:  # the summary is on disk already; the report is lost, not the run

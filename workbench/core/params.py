@@ -106,6 +106,13 @@ class CaseParams(BaseModel):
     engine_cpu_binding: list[str] | None = Field(
         None, description="VLLM_CPU_OMP_THREADS_BIND of the reference and the speculative engine, e.g. ['0', '1']")
     seed: int = 0
+    # positive controls: a fault injected into the speculative engine only (workbench.inject)
+    inject: str | None = Field(
+        None, description="a registered fault (workbench.inject) installed into the speculative engine's processes "
+                          "only, so that a check must fail; null = none")
+    inject_rate: float | None = Field(
+        None, ge=0.0, le=1.0, description="share of eligible rows the fault corrupts; null = the fault's default rate")
+    inject_seed: int = Field(0, description="seed of the fault's choice of rows")
     # other notebooks
     audit: bool = Field(False, description="run the no-sync audit for this case (workbench audit)")
 
@@ -120,6 +127,12 @@ class CaseParams(BaseModel):
     def _binding_pairs(self) -> CaseParams:
         if self.engine_cpu_binding is not None and len(self.engine_cpu_binding) != 2:
             raise ValueError("engine_cpu_binding: give two values, reference then speculative")
+        return self
+
+    @model_validator(mode="after")
+    def _rate_needs_a_fault(self) -> CaseParams:
+        if self.inject is None and self.inject_rate is not None:
+            raise ValueError("inject_rate: set inject (the fault's name) too")
         return self
 
     @field_validator("required_match_share_by_kind")

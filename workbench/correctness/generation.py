@@ -16,6 +16,7 @@ from typing import Any
 from workbench.core.engine import (ChildJob, ChildState, child_frame, generate, progress_bar, progress_path,
                                    scheduling_facts, supported_llm_kwargs)
 from workbench.correctness.workloads import submitter
+from workbench.inject.runtime import install_from_env as install_injected_fault
 from workbench.records import EngineRecord
 
 
@@ -86,5 +87,11 @@ def _correctness_body(job: EngineJob, state: ChildState) -> None:
 
 
 def correctness_child(job: EngineJob) -> None:
-    """Runs in the spawned process: the correctness body in the common child frame."""
-    child_frame(job, lambda state: _correctness_body(job, state), record_model=EngineRecord)
+    """Runs in the spawned process: the correctness body in the common child frame.
+
+    An injected fault (the speculative job's environment, `workbench.inject`) goes into this process
+    too before vLLM is imported, for an engine that runs the model in-process; the processes vLLM
+    starts get it from the generated sitecustomize.
+    """
+    child_frame(job, lambda state: _correctness_body(job, state), setup=install_injected_fault,
+                record_model=EngineRecord)

@@ -31,6 +31,7 @@ from workbench.correctness.compare import (default_tie_margin, first_divergence,
                                            output_match, required_matches, with_control)
 from workbench.correctness.generation import EngineJob, correctness_child
 from workbench.correctness.metrics import acceptance_stats, per_prompt_acceptance
+from workbench.inject import stages as inject
 
 RUN_LABELS = ("reference", "speculative")
 
@@ -68,6 +69,7 @@ def _engine_input(rendered: list[prompts.RenderedPrompt]) -> list[Any]:
 def prepare(params_file: str | Path, overrides: dict[str, Any] | None = None, run_dir: str | Path = "") -> RunContext:
     """Validate params, build and render every prompt, and write them into the run folder (records/prompts.json)."""
     params, folder = open_run_folder(params_file, overrides, run_dir)
+    inject.check_params(params, params_file)  # an unknown fault: ParamsError before any engine
     test = gsm8k.load_gsm8k("test", params.dataset)
     train = gsm8k.load_gsm8k("train", params.dataset)
     sets = prompts.build_prompt_sets(params, test, train, str(params_file))
@@ -177,13 +179,19 @@ def control_batch_size(params: CaseParams, num_prompts: int) -> int | None:
 
 
 def engine_job(ctx: RunContext, label: str) -> EngineJob:
-    """The child's job for one of the two engines; its record lands in records/<label>.json."""
+    """The child's job for one of the two engines; its record lands in records/<label>.json.
+
+    With `inject` set, the speculative engine's environment installs that fault in every process
+    it starts (`workbench.inject`); the reference's never does.
+    """
     if label not in RUN_LABELS:
         raise ValueError(f"label must be one of {RUN_LABELS}, got {label!r}")
     params = ctx.params
     env = {"VLLM_CPU_KVCACHE_SPACE": str(params.cpu_kvcache_space_gib)} if params.cpu_kvcache_space_gib else {}
     if params.engine_cpu_binding:
         env["VLLM_CPU_OMP_THREADS_BIND"] = params.engine_cpu_binding[RUN_LABELS.index(label)]
+    if label == "speculative":
+        env.update(inject.engine_env(params, ctx.run_dir))
     sampling = sampling_settings(params)
     sets = ctx.prompt_sets
     return EngineJob(
@@ -204,13 +212,34 @@ def _with_question_ids(ctx: RunContext, record: dict[str, Any]) -> dict[str, Any
     return record
 
 
+def _injection_error(ctx: RunContext, speculative_finished: bool) -> EngineError | None:
+    """The injected fault's failure, if any: not installed (always), or never fired (once the speculative
+    engine finished). Such a run must end as an error, never as a clean run."""
+    try:
+        inject.verify(ctx.params, ctx.run_dir, finished=speculative_finished)
+    except EngineError as failed:
+        return failed
+    return None
+
+
+def _raise_errors(errors: list[EngineError]) -> None:
+    """The causes on the first line (what the command prints), then each one's details (log tails)."""
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        causes = "; ".join(str(e).splitlines()[0] for e in errors)
+        raise EngineError(causes + "\n\n" + "\n\n".join(str(e) for e in errors))
+
+
 def run_engine(ctx: RunContext, label: str, on_progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run the reference or the speculative engine alone."""
     running = start_engine_job(engine_job(ctx, label), correctness_child)
     result = wait_engine_jobs([running], ctx.params.engine_timeout_s, stall_s=ctx.params.engine_stall_timeout_s,
                               on_progress=on_progress)[0]
-    if isinstance(result, EngineError):
-        raise result
+    errors = [result] if isinstance(result, EngineError) else []
+    if label == "speculative":
+        errors = [e for e in [_injection_error(ctx, not errors)] if e] + errors
+    _raise_errors(errors)
     return _with_question_ids(ctx, result)
 
 
@@ -247,9 +276,8 @@ def run_engines(ctx: RunContext) -> tuple[dict[str, Any], dict[str, Any]]:
     results = wait_engine_jobs(running, ctx.params.engine_timeout_s, stall_s=ctx.params.engine_stall_timeout_s,
                                on_progress=show)
     errors = [r for r in results if isinstance(r, EngineError)]
-    if errors:  # the causes on the first line (what the command prints), then each engine's log tail
-        causes = "; ".join(str(e).splitlines()[0] for e in errors)
-        raise EngineError(causes + "\n\n" + "\n\n".join(str(e) for e in errors))
+    injection = _injection_error(ctx, not isinstance(results[RUN_LABELS.index("speculative")], EngineError))
+    _raise_errors([injection, *errors] if injection else errors)
     results = [_with_question_ids(ctx, r) for r in results]
     return results[0], results[1]
 
@@ -369,6 +397,7 @@ def build_summary(ctx: RunContext, reference: dict, speculative: dict, table: pd
         output_match=OutputMatchSummary.model_validate(
             {k: v for k, v in match.items() if k in OutputMatchSummary.model_fields}),
         gsm8k_identical_completions=int(table["first_divergent_token"].isna().sum()),
+        injection=inject.injection_record(params, ctx.run_dir),
         versions=run_versions(EngineVersions.model_validate(reference.get("versions", {})), params.model),
     )
     summary.checks = evaluate_checks(summary)
@@ -392,7 +421,9 @@ def describe_case(ctx: RunContext) -> str:
     control_size = control_batch_size(p, len(ctx.match_prompts))
     control = (f"; control (noise floor): the reference engine again, reversed order, batches of {control_size}"
                if control_size else "; no control (output_match_control off)")
+    injected = inject.describe(p)
     rows = [
+        *([("INJECTED FAULT", injected)] if injected else []),
         ("model", f"{p.model}{placeholder}"),
         ("speculative", str(p.speculative_config())),
         ("GSM8k", f"{len(ctx.questions)} test questions, {p.num_shots}-shot {ctx.prompt_sets.gsm8k_format} prompts, "
