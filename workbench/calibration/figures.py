@@ -145,11 +145,14 @@ def show_output_match(result: dict[str, Any]) -> None:
     _note(f"{match['runs']} runs of {match['prompts_per_run']} prompts; a run fails when fewer than "
           f"{match['required_matches']} count as matching. The runs judged in `{result.get('output_match_mode')}` "
           f"mode. {match['model']}.")
-    rows = {mode: {k: match[mode].get(k) for k in ("failing_prompts_per_run", "runs_failed", "failure_rate",
-                                                    "failure_rate_upper", "false_failure_probability",
-                                                    "false_failure_probability_upper", "message")}
-            for mode in ("exact", "tie_aware")}
-    _display(pd.DataFrame(rows).T.astype(object))
+    _show_rows({mode: match[mode] for mode in ("exact", "tie_aware")},
+               ("failing_prompts_per_run", "runs_failed", "failure_rate", "failure_rate_upper",
+                "false_failure_probability", "false_failure_probability_upper", "message"))
+
+
+def _show_rows(rows: dict[str, dict[str, Any]], keys: tuple[str, ...]) -> None:
+    """One table row per entry of `rows`, with the columns `keys` (missing ones empty)."""
+    _display(pd.DataFrame({name: {key: row.get(key) for key in keys} for name, row in rows.items()}).T.astype(object))
 
 
 def show_output_match_control(result: dict[str, Any]) -> None:
@@ -162,10 +165,9 @@ def show_output_match_control(result: dict[str, Any]) -> None:
           f"{control['model']}. The recommended share keeps P(a healthy run fails) at or under "
           f"{control['max_false_failure']:g}; paste it as `required_match_share` (overall) or "
           f"`required_match_share_by_kind`.")
-    rows = {"all": control["overall"], **control["by_kind"]}
-    keys = ("prompts_per_run", "control_failing", "control_prompts", "noise_rate", "noise_rate_upper",
-            "failures_allowed", "recommended_share", "required_matches", "false_failure_probability")
-    _display(pd.DataFrame({k: {key: v.get(key) for key in keys} for k, v in rows.items()}).T.astype(object))
+    _show_rows({"all": control["overall"], **control["by_kind"]},
+               ("prompts_per_run", "control_failing", "control_prompts", "noise_rate", "noise_rate_upper",
+                "failures_allowed", "recommended_share", "required_matches", "false_failure_probability"))
 
 
 def show_controls(result: dict[str, Any]) -> None:
