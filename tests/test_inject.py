@@ -101,7 +101,7 @@ def test_inject_keys_are_params_and_an_unknown_fault_is_refused_naming_the_key()
     assert (params.inject, params.inject_rate, params.inject_seed) == ("drop_bonus_token", 0.25, 3)
     assert stages.rate_of(params) == 0.25
     assert stages.rate_of(load_params(TINY_PARAMS, {"inject": "drop_bonus_token"})) == FAULTS["drop_bonus_token"].default_rate
-    with pytest.raises(ParamsError, match="inject_rate: set inject"):
+    with pytest.raises(ParamsError, match="inject_rate.*set inject"):
         load_params(TINY_PARAMS, {"inject_rate": 0.5})
     with pytest.raises(ParamsError, match="inject_rate"):
         load_params(TINY_PARAMS, {"inject": "drop_bonus_token", "inject_rate": 1.5})
@@ -229,7 +229,7 @@ def test_a_fault_never_installed_or_never_fired_is_an_error_never_a_clean_run(tm
         stages.verify(params, tmp_path)
     log = stages.events_path(tmp_path)
     hook.append_event(log, {"kind": runtime.INSTALLED, "fault": "stale_accepted_tokens", "target": "x"})
-    with pytest.raises(EngineError, match="never fired at rate 0.5"):
+    with pytest.raises(EngineError, match="never fired at rate 0.25"):
         stages.verify(params, tmp_path)
     nothing_asked = load_params(TINY_PARAMS, {"inject": "stale_accepted_tokens", "inject_rate": 0.0})
     assert stages.verify(nothing_asked, tmp_path).events == 0  # rate 0: installed, nothing injected, by request
@@ -237,6 +237,19 @@ def test_a_fault_never_installed_or_never_fired_is_an_error_never_a_clean_run(tm
     hook.append_event(log, {"kind": runtime.INJECTED, "rows": 2, "first_spec": 0})
     record = stages.verify(params, tmp_path)
     assert (record.events, record.calls, record.first_spec_rows) == (5, 2, 1)
+
+
+def test_a_fault_seen_in_the_reference_engine_is_an_error(tmp_path) -> None:
+    from workbench.core.engine import ENGINE_LABEL_ENV
+
+    assert runtime.ENGINE_ENV == ENGINE_LABEL_ENV  # the label every engine child and its processes carry
+    params = load_params(TINY_PARAMS, {"inject": "stale_accepted_tokens"})
+    stages.engine_env(params, tmp_path)
+    log = stages.events_path(tmp_path)
+    hook.append_event(log, {"kind": runtime.INSTALLED, "target": "x", "engine": "reference"})
+    hook.append_event(log, {"kind": runtime.INJECTED, "rows": 1, "engine": "reference"})
+    with pytest.raises(EngineError, match="reached the reference engine"):
+        stages.verify(params, tmp_path)
 
 
 @pytest.mark.parametrize("fault", FAULT_NAMES)
@@ -265,12 +278,12 @@ def test_summary_header_and_banner_say_the_run_was_injected(tmp_path, recorded) 
                            pipeline.acceptance(recorded["speculative"]))
     summary = load_summary(ctx.run_dir)
     injection = summary.injection
-    assert (injection.name, injection.rate, injection.seed, injection.events) == ("accept_extra_draft", 0.5, 2, 4)
+    assert (injection.name, injection.rate, injection.seed, injection.events) == ("accept_extra_draft", 0.25, 2, 4)
     assert injection.mirrors == list(FAULTS["accept_extra_draft"].mirrors)
     assert summary.params.inject == "accept_extra_draft"
     assert "INJECTED FAULT" in pipeline.describe_case(ctx) and "vllm-project/vllm#2658" in pipeline.describe_case(ctx)
     banner = injection_banner(ctx.run_dir, ctx.params)
-    assert banner.startswith("INJECTED FAULT accept_extra_draft (rate 0.5, seed 2; 4 rows corrupted)")
+    assert banner.startswith("INJECTED FAULT accept_extra_draft (rate 0.25, seed 2; 4 rows corrupted)")
     assert injection_banner(ctx.run_dir, load_params(TINY_PARAMS)) is None
 
 
@@ -281,26 +294,54 @@ def test_a_clean_run_records_no_injection(finished_run) -> None:
 # ------------------------------------------------------------------ real engines: every fault is caught
 
 CAUGHT_BY = ("output_match", "acceptance_length")
+"""Upstream's checks that run on the default case (accuracy is skipped there: threshold 0)."""
 
 
-def _run_injected(tmp_path: Path, fault: str, *extra: str) -> tuple[subprocess.CompletedProcess, Path]:
-    out = tmp_path / fault
-    return run_cli("run", str(TINY_PARAMS), "--inject", fault, *SMALL, *extra, "--out", str(out)), out
+def _failed(run_dir: Path) -> dict[str, tuple[float | None, float | None]]:
+    return {c.name: (c.observed, c.required) for c in load_summary(run_dir).checks if c.status == "failed"}
+
+
+@pytest.fixture(scope="module")
+def clean_run(tmp_path_factory) -> Path:
+    """The case without a fault, at the tests' size: it passes, so a failure below is the fault's doing."""
+    out = tmp_path_factory.mktemp("controls") / "clean"
+    result = run_cli("run", str(TINY_PARAMS), *SMALL, "--out", str(out))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return out
+
+
+@pytest.mark.vllm
+def test_an_injected_run_fails_a_check_and_says_what_was_injected(clean_run, tmp_path) -> None:
+    """Both engines started (in parallel, as the case sets): only the speculative one is broken."""
+    out = tmp_path / "injected"
+    result = run_cli("run", str(TINY_PARAMS), "--inject", "stale_accepted_tokens", *SMALL, "--out", str(out))
+    assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "FAILED" in result.stdout and set(_failed(out)) & set(CAUGHT_BY)
+    summary = load_summary(out)
+    injection = summary.injection
+    assert summary.status == "failed" and injection.name == "stale_accepted_tokens" and injection.events > 0
+    assert injection.mirrors[0].startswith("vllm-project/vllm#45100")
+    events = hook.read_events(out / "records" / "inject_events.jsonl")
+    assert {e["engine"] for e in events} == {"speculative"}  # every process that patched or injected
+    processes = {i.pid: i.process for i in injection.installed_in}
+    assert "engine-speculative" in processes.values() and len(processes) >= 2  # the child, and vLLM's worker
+    assert sum(e.get("rows", 0) for e in events if e["kind"] == runtime.INJECTED) == injection.events
+    assert "workbench.inject" not in (out / "logs" / "reference.log").read_text()
+    html = (out / "report.html").read_text()
+    assert html.index("INJECTED FAULT stale_accepted_tokens") < html.index("Case")  # the banner opens the report
 
 
 @pytest.mark.vllm
 @pytest.mark.parametrize("fault", FAULT_NAMES)
-def test_every_fault_at_its_default_rate_fails_a_check(tmp_path, fault) -> None:
-    """The positive control: the injected run ends with exit 1, a check that upstream's test has fails,
-    and the summary and report say what was injected and how many rows it corrupted."""
-    result, out = _run_injected(tmp_path, fault)
+def test_every_fault_at_its_default_rate_fails_a_check(clean_run, tmp_path, fault) -> None:
+    """The positive control per fault: on the clean run's reference (`reference_record`), the injected
+    speculative engine fails a check the clean one passed, and the summary counts the corrupted rows."""
+    out = tmp_path / fault
+    result = run_cli("run", str(TINY_PARAMS), "--inject", fault, *SMALL,
+                     "-p", "reference_record", str(clean_run / "records" / "reference.json"), "--out", str(out))
     assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
-    summary = load_summary(out)
-    failed = {c.name: c for c in summary.checks if c.status == "failed"}
+    failed = _failed(out)
     assert set(failed) & set(CAUGHT_BY), failed
-    injection = summary.injection
+    injection = load_summary(out).injection
     assert injection.name == fault and injection.rate == FAULTS[fault].default_rate and injection.events > 0
-    assert all(i.process != "engine-reference" for i in injection.installed_in)
-    assert "INJECTED FAULT " + fault in (out / "report.html").read_text()
-    margins = {name: (check.observed, check.required) for name, check in failed.items()}
-    print(f"{fault}: {injection.events} rows corrupted; failed {margins}")
+    print(f"{fault} at rate {injection.rate}: {injection.events} rows corrupted; failed (observed, required): {failed}")

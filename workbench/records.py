@@ -328,6 +328,7 @@ class InjectionInstall(Record):
 
     pid: int
     process: str | None = None
+    engine: str | None = Field(None, description="the engine the process belongs to (always speculative)")
     target: str
 
 

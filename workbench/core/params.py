@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator,
+                      model_validator)
 
 from workbench.core.errors import ParamsError
 from workbench.core.resources import CASES_DIR, DEFAULT_CASE, resolve_case
@@ -129,11 +130,12 @@ class CaseParams(BaseModel):
             raise ValueError("engine_cpu_binding: give two values, reference then speculative")
         return self
 
-    @model_validator(mode="after")
-    def _rate_needs_a_fault(self) -> CaseParams:
-        if self.inject is None and self.inject_rate is not None:
-            raise ValueError("inject_rate: set inject (the fault's name) too")
-        return self
+    @field_validator("inject_rate")
+    @classmethod
+    def _rate_needs_a_fault(cls, value: float | None, info: ValidationInfo) -> float | None:
+        if value is not None and info.data.get("inject") is None:
+            raise ValueError("a rate without a fault: set inject (the fault's name) too")
+        return value
 
     @field_validator("required_match_share_by_kind")
     @classmethod

@@ -127,7 +127,7 @@ def known_faults() -> list[str]:
 # ------------------------------------------------------------------ the faults
 
 
-@register_fault("stale_accepted_tokens", point="gdn_accepted_tokens", default_rate=0.5, mirrors=(
+@register_fault("stale_accepted_tokens", point="gdn_accepted_tokens", default_rate=0.25, mirrors=(
     "vllm-project/vllm#45100: at a request's prefill-to-first-spec-decode step GDN read another row's "
     "accepted-token count (4 instead of 1) and restored the recurrent state from the wrong slot",
     "vllm-project/vllm#38556: under async spec decode condense() copied num_accepted_tokens_cpu while the "
@@ -150,7 +150,7 @@ def stale_accepted_tokens(rows: list[SpecRow], num_spec: int, chance: Chance) ->
     return wrong
 
 
-@register_fault("skip_state_rollback", point="gdn_accepted_tokens", default_rate=0.5, mirrors=(
+@register_fault("skip_state_rollback", point="gdn_accepted_tokens", default_rate=0.25, mirrors=(
     "vllm-project/vllm#56419: on the CPU GDN fallback path a zero accepted count made the conv rolling "
     "buffer commit the rejected drafts as if they were accepted, silently corrupting the state",
     "ml-explore/mlx-lm#1109: rejected drafts stayed in the recurrent state of a cache that could not be "
@@ -172,7 +172,7 @@ def skip_state_rollback(rows: list[SpecRow], num_spec: int, chance: Chance) -> d
     return wrong
 
 
-@register_fault("accept_extra_draft", point="rejection_sampler_output", default_rate=0.5, mirrors=(
+@register_fault("accept_extra_draft", point="rejection_sampler_output", default_rate=0.25, mirrors=(
     "vllm-project/vllm#2658: num_accepted_tokens counted accepted drafts after the first rejection "
     "(accepted.sum() instead of the accepted prefix)",
     "vllm-project/vllm#29274 (review): the MRV2 greedy rejection kernel compared the last position "
@@ -193,7 +193,7 @@ def accept_extra_draft(row: SampledRow, chance: Chance) -> list[int] | None:
     return row.tokens[:rejected_at] + [row.drafts[rejected_at], row.target[rejected_at + 1]]
 
 
-@register_fault("drop_bonus_token", point="emitted_tokens", default_rate=0.5, mirrors=(
+@register_fault("drop_bonus_token", point="emitted_tokens", default_rate=0.25, mirrors=(
     "vllm-project/vllm#20247: the scheduler and the GPU model runner hold inconsistent output_token_ids "
     "under speculative decoding",
     "vllm-project/vllm#9730: KV corruption with bonus tokens (the bonus token's bookkeeping disagreed "

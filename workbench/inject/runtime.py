@@ -33,6 +33,9 @@ INSTALLED = "installed"
 INSTALL_ERROR = "install_error"
 INJECTED = "injected"
 LABEL = "workbench.inject"
+ENGINE_ENV = "WORKBENCH_ENGINE"
+"""The engine label every engine child is started with (`workbench.core.engine.ENGINE_LABEL_ENV`), inherited by the
+processes vLLM starts: each event says which engine it came from, so a fault seen in the reference is caught."""
 
 _RUN: points.FaultRun | None = None
 
@@ -53,7 +56,7 @@ def install(name: str, rate: float, seed: int, log_path: str | None) -> points.F
         return _RUN
 
     def emit(event: dict[str, Any]) -> None:
-        hook.append_event(log_path, event)
+        hook.append_event(log_path, {**event, "engine": os.environ.get(ENGINE_ENV)})
 
     run = points.FaultRun(fault=fault, chance=Chance(rate, seed, name), emit=emit)
 

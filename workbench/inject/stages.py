@@ -82,8 +82,8 @@ def injection_record(params: CaseParams, run_dir: str | Path) -> Injection | Non
         mirrors=list(fault.mirrors), target=POINTS[fault.point].target, events=rows, calls=len(injected),
         first_spec_rows=sum(int(e.get("first_spec", 0)) for e in injected) if fault.point == "gdn_accepted_tokens"
         else None,
-        installed_in=[InjectionInstall(pid=e["pid"], process=e.get("process"), target=e.get("target") or "")
-                      for e in installs.values()],
+        installed_in=[InjectionInstall(pid=e["pid"], process=e.get("process"), engine=e.get("engine"),
+                                       target=e.get("target") or "") for e in installs.values()],
         log=str(EVENTS), warnings=warnings)
 
 
@@ -101,6 +101,10 @@ def verify(params: CaseParams, run_dir: str | Path, finished: bool = True) -> In
     errors = [w for w in record.warnings if not w.startswith("installed, but")]
     if errors:
         raise EngineError(f"injected fault {record.name!r} could not be installed: {errors[0]}")
+    elsewhere = sorted({i.engine for i in record.installed_in if i.engine not in (None, "speculative")})
+    if elsewhere:
+        raise EngineError(f"injected fault {record.name!r} reached the {', '.join(elsewhere)} engine: only the "
+                          f"speculative engine may be broken (see {record.log})")
     if not finished:
         return record
     if not record.installed_in:
