@@ -81,7 +81,8 @@ def build_config(size: TinySize, special_token_ids: dict[str, int]):
             "mrope_section": mrope_section,
             "mrope_interleaved": True,
         },
-        eos_token_id=special_token_ids["<|endoftext|>"],
+        # chat replies end at <|im_end|>, completions at <|endoftext|>: both stop, as in Qwen's configs
+        eos_token_id=[special_token_ids["<|im_end|>"], special_token_ids["<|endoftext|>"]],
         pad_token_id=special_token_ids["<|endoftext|>"],
         mtp_num_hidden_layers=1,
         mtp_use_dedicated_embeddings=False,
@@ -148,19 +149,22 @@ class TinyQwen35MTP(nn.Module):
         self.lm = Qwen3_5ForCausalLM(text_config)
         self.mtp = MTPHead(text_config)
 
-    def forward(self, input_ids: torch.Tensor, mtp_steps: int = 1) -> dict[str, torch.Tensor]:
+    def forward(self, input_ids: torch.Tensor, mtp_steps: int = 1,
+                labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Losses and the teacher-forced draft agreement (a proxy for acceptance rate).
 
         MTP step s (1-based) at index t sees the embedding of token t+s and a hidden state, and
         predicts token t+s+1, at rotary position t+s-1. Step 1 takes the main model's final hidden
         state h[t]; step s > 1 takes step s-1's normed output, exactly what vLLM feeds the one MTP
         layer when it drafts k > 1 tokens by reusing it. `mtp_loss` is step 1's; `mtp_loss_steps`
-        lists every step's, for a weighted sum in the trainer.
+        lists every step's, for a weighted sum in the trainer. `labels` are the targets (default
+        `input_ids`); -100 marks a context-only token (a chat's user turn), left out of every loss.
         """
+        labels = input_ids if labels is None else labels
         batch, length = input_ids.shape
         hidden = self.lm.model(input_ids=input_ids).last_hidden_state  # final-normed, as vLLM hands to MTP
         logits = self.lm.lm_head(hidden)
-        main_loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), input_ids[:, 1:].flatten())
+        main_loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=-100)
         previous = hidden
         step_losses: list[torch.Tensor] = []
         first_logits = None
@@ -174,7 +178,7 @@ class TinyQwen35MTP(nn.Module):
             x = self.mtp.norm(self.mtp.layers[0](x, position_embeddings=position_embeddings, attention_mask=None))
             step_logits = self.lm.lm_head(x)
             step_losses.append(F.cross_entropy(step_logits[:, :-1].flatten(0, 1).float(),
-                                               input_ids[:, step + 1:].flatten()))
+                                               labels[:, step + 1:].flatten(), ignore_index=-100))
             if first_logits is None:
                 first_logits = step_logits
             previous = x

@@ -4,7 +4,9 @@ Seeded and self-contained: `python -m workbench.tinymodel.train --out models/tin
 re-creates the shipped weights (GPU recommended; it also runs on CPU, slowly). The tokenizer is
 trained first on GSM8k train only; the text is GSM8k train plus the project's own synthetic
 problems, packed into fixed-length sequences of "Question: ...\nAnswer: ...\n\n" blocks, the
-shape of the 5-shot evaluation prompt.
+shape of the 5-shot evaluation prompt, with a minority of ChatML conversations (`chat.py`: upstream's
+"repeat the word" instruction, the 5-shot prompt as a user message, single questions; their user
+turns are context only) so that prompts sent through the chat template get sensible replies.
 """
 
 from __future__ import annotations
@@ -14,38 +16,66 @@ import json
 import math
 import random
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
+from workbench.tinymodel.chat import ChatMix, chat_samples
 from workbench.tinymodel.corpus import format_example, gsm8k_train_pairs, synthetic_pairs
 from workbench.tinymodel.model import (MICRO, TinyQwen35MTP, TinySize, build_config, export_checkpoint,
                                        load_checkpoint, size_as_dict)
 from workbench.tinymodel.tokenizer import SPECIAL_TOKENS, save_tokenizer, train_tokenizer
 
 
-def packed_batches(token_ids: list[int], seq_len: int, batch_size: int, rng: random.Random):
-    """Cut one long token stream into shuffled [batch, seq_len] blocks."""
+IGNORE = -100
+"""Label of a token that is context only (cross-entropy's ignore_index)."""
+
+
+def packed_batches(token_ids: list[int], learn: list[bool], seq_len: int, batch_size: int, rng: random.Random):
+    """Cut one long token stream into shuffled [batch, seq_len] (input ids, labels) blocks."""
     n_blocks = len(token_ids) // seq_len
     data = torch.tensor(token_ids[: n_blocks * seq_len], dtype=torch.long).view(n_blocks, seq_len)
+    mask = torch.tensor(learn[: n_blocks * seq_len], dtype=torch.bool).view(n_blocks, seq_len)
+    labels = data.masked_fill(~mask, IGNORE)
     order = list(range(n_blocks))
     rng.shuffle(order)
     for start in range(0, n_blocks - batch_size + 1, batch_size):
-        yield data[order[start:start + batch_size]]
+        rows = order[start:start + batch_size]
+        yield data[rows], labels[rows]
 
 
-def epoch_stream(tokenizer, pairs: list[tuple[str, str]], synthetic_count: int, seed: int, eos_id: int) -> list[int]:
-    """GSM8k train + fresh synthetic problems, shuffled at the example level."""
-    rng = random.Random(seed)
-    examples = pairs + synthetic_pairs(synthetic_count, seed)
-    rng.shuffle(examples)
+def epoch_examples(pairs: list[tuple[str, str]], synthetic_count: int, chat_mix: ChatMix,
+                   seed: int) -> list[tuple[str, str]]:
+    """(context, target) texts of GSM8k train + fresh synthetic problems + chats, shuffled at the example level.
+
+    A plain block is all target; a chat's prompt (the rendered user turn) is context only.
+    """
+    examples = [("", format_example(q, a)) for q, a in pairs + synthetic_pairs(synthetic_count, seed)]
+    examples += [(sample.prompt, sample.completion) for sample in chat_samples(pairs, chat_mix, seed)]
+    random.Random(seed).shuffle(examples)
+    return examples
+
+
+def epoch_stream(tokenizer, examples: list[tuple[str, str]], eos_id: int) -> tuple[list[int], list[bool], int]:
+    """One token stream of the epoch, which of its tokens are targets, and how many tokens are chat.
+
+    Context and target are tokenized apart, as `llm.chat` tokenizes the prompt alone.
+    """
     stream: list[int] = []
-    texts = [format_example(q, a) for q, a in examples]
-    for i in range(0, len(texts), 2048):
-        for ids in tokenizer.encode_batch(texts[i:i + 2048]):
-            stream.extend(ids.ids)
+    learn: list[bool] = []
+    chat_tokens = 0
+    for i in range(0, len(examples), 2048):
+        chunk = examples[i:i + 2048]
+        contexts = tokenizer.encode_batch([context for context, _ in chunk])
+        targets = tokenizer.encode_batch([target for _, target in chunk])
+        for context, target in zip(contexts, targets):
+            stream += context.ids + target.ids
+            learn += [False] * len(context.ids) + [True] * len(target.ids)
+            chat_tokens += len(context.ids) + len(target.ids) if context.ids else 0
     stream.append(eos_id)
-    return stream
+    learn.append(True)
+    return stream, learn, chat_tokens
 
 
 def lr_at(step: int, total: int, peak: float, warmup: int) -> float:
@@ -59,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True, help="checkpoint folder to write")
     parser.add_argument("--micro", action="store_true", help="a micro configuration for tests")
-    parser.add_argument("--steps", type=int, default=1800)
+    parser.add_argument("--steps", type=int, default=1750)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--seq-len", type=int, default=1024)
     parser.add_argument("--lr", type=float, default=3e-3)
@@ -67,6 +97,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mtp-steps", type=int, default=1,
                         help="train the MTP layer unrolled this many steps (vLLM reuses it for k > 1 drafts)")
     parser.add_argument("--synthetic-per-epoch", type=int, default=30000)
+    parser.add_argument("--chat-repeat-per-epoch", type=int, default=ChatMix.repeat,
+                        help="chats with upstream's 'repeat the word' instruction")
+    parser.add_argument("--chat-few-shot-per-epoch", type=int, default=ChatMix.few_shot,
+                        help="chats whose user message is the 5-shot GSM8k prompt of a train question")
+    parser.add_argument("--chat-question-per-epoch", type=int, default=ChatMix.question,
+                        help="chats asking one GSM8k train question")
     parser.add_argument("--vocab-size", type=int, default=4096)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--init-from", type=Path, default=None,
@@ -74,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-only-mtp", action="store_true",
                         help="freeze the main model: only the MTP layer learns (reference outputs stay identical)")
     parser.add_argument("--max-minutes", type=float, default=0.0, help="stop early after this long (0: no limit)")
+    parser.add_argument("--stop-after", type=int, default=0,
+                        help="stop after this many steps of the --steps schedule (0: run it all); replays a run "
+                             "that --max-minutes stopped")
     args = parser.parse_args(argv)
 
     started = time.time()
@@ -103,22 +142,28 @@ def main(argv: list[str] | None = None) -> int:
                                    {"params": no_decay, "weight_decay": 0.0}],
                                   lr=args.lr, betas=(0.9, 0.95), fused=device == "cuda")
     pairs = gsm8k_train_pairs()
+    chat_mix = ChatMix(args.chat_repeat_per_epoch, args.chat_few_shot_per_epoch, args.chat_question_per_epoch)
     eos_id = special_ids["<|endoftext|>"]
     step, epoch, tokens_seen = 0, 0, 0
+    scheduled_steps = args.steps
+    stream_tokens, chat_tokens = 0, 0
     log: list[dict] = []
     rng = random.Random(args.seed)
     last = {}
     while step < args.steps:
-        stream = epoch_stream(bpe, pairs, args.synthetic_per_epoch, args.seed * 1000 + epoch, eos_id)
-        for batch in packed_batches(stream, args.seq_len, args.batch_size, rng):
-            if step >= args.steps or (args.max_minutes and time.time() - started > 60 * args.max_minutes):
-                args.steps = step
+        examples = epoch_examples(pairs, args.synthetic_per_epoch, chat_mix, args.seed * 1000 + epoch)
+        stream, learn, epoch_chat_tokens = epoch_stream(bpe, examples, eos_id)
+        stream_tokens, chat_tokens = stream_tokens + len(stream), chat_tokens + epoch_chat_tokens
+        for batch, labels in packed_batches(stream, learn, args.seq_len, args.batch_size, rng):
+            if (step >= args.steps or (args.stop_after and step >= args.stop_after)
+                    or (args.max_minutes and time.time() - started > 60 * args.max_minutes)):
+                scheduled_steps, args.steps = args.steps, step
                 break
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, args.steps, args.lr, warmup=min(200, args.steps // 10 + 1))
-            batch = batch.to(device)
+            batch, labels = batch.to(device), labels.to(device)
             with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=device == "cuda"):
-                out = model(batch, mtp_steps=args.mtp_steps)
+                out = model(batch, mtp_steps=args.mtp_steps, labels=labels)
                 step_weights = 0.5 ** torch.arange(args.mtp_steps, device=batch.device)  # 1, 0.5, 0.25, ...
                 loss = out["main_loss"] + args.mtp_weight * (step_weights * out["mtp_loss_steps"]).sum()
             optimizer.zero_grad(set_to_none=True)
@@ -139,9 +184,11 @@ def main(argv: list[str] | None = None) -> int:
 
     train_seconds = time.time() - started
     facts = {
-        "seed": args.seed, "steps": step, "batch_size": args.batch_size, "seq_len": args.seq_len,
+        "seed": args.seed, "steps": step, "scheduled_steps": scheduled_steps, "batch_size": args.batch_size,
+        "seq_len": args.seq_len,
         "tokens_seen": tokens_seen, "epochs_started": epoch, "lr": args.lr, "mtp_weight": args.mtp_weight, "mtp_steps": args.mtp_steps,
-        "synthetic_per_epoch": args.synthetic_per_epoch,
+        "synthetic_per_epoch": args.synthetic_per_epoch, "chat_per_epoch": asdict(chat_mix),
+        "chat_token_share": round(chat_tokens / max(1, stream_tokens), 4),
         "init_from": str(args.init_from) if args.init_from else None, "train_only_mtp": args.train_only_mtp, "parameters": n_params, "device": device,
         "device_name": torch.cuda.get_device_name() if device == "cuda" else "cpu",
         "train_seconds": round(train_seconds, 1), "final": last, "size": size_as_dict(size),
