@@ -104,3 +104,18 @@ def test_calibration_reads_controls_measured_beside_computed_power(tmp_path, rec
     assert rows["a"]["output_match_check_power"] > 0.99 > rows["b"]["output_match_check_power"]
     result = calibrate_inputs([], 0.3, 200, None, controls=str(tmp_path))
     assert result["controls_detection"] == detection_from_controls(tmp_path / "controls.json")
+
+
+def test_a_cancelled_injection_is_neither_caught_nor_missed(tmp_path, recorded) -> None:
+    run = fake_runs(recorded, {("a", "batch"): "caught"})
+
+    def cancel_b(params_file, overrides, out):
+        if overrides.get("inject") == "b":
+            out.mkdir(parents=True, exist_ok=True)
+            return ExitCode.CANCELLED
+        return run(params_file, overrides, out)
+
+    summary, code = run_controls(TINY_PARAMS, {}, ["a", "b"], ["batch", "churn"], tmp_path, run_case=cancel_b)
+    assert code == ExitCode.CANCELLED and not summary.passed
+    assert summary.missed == [] and summary.errors and "b@batch" in summary.errors[0]
+    assert [i.workload for i in summary.injections] == ["batch", "batch"]  # nothing started after the cancel

@@ -481,7 +481,7 @@ def detection_from_controls(controls_path: Path) -> list[dict[str, Any]]:
     for outcome in controls.injections:
         row: dict[str, Any] = {"injection": outcome.name, "workload": outcome.workload, "rate": outcome.rate,
                                "measured": "caught by " + ", ".join(outcome.caught_by) if outcome.caught
-                               else ("error" if outcome.status == "error" else "MISSED")}
+                               else ("MISSED" if outcome.status == "passed" else outcome.status or "error")}
         try:
             summary = load_summary(Path(outcome.run_dir))
         except Exception:

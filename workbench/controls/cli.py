@@ -84,7 +84,7 @@ def main(argv: list[str]) -> int:
             lock.release()
         for outcome in summary.injections:
             verdict = "caught by " + ", ".join(outcome.caught_by) if outcome.caught else (
-                f"ERROR {outcome.error}" if outcome.status == "error" else "MISSED")
+                "MISSED" if outcome.status == "passed" else f"{(outcome.status or 'error').upper()} {outcome.error}")
             print(f"[workbench] {outcome.workload:6s} {outcome.name}: {verdict}", flush=True)
         print(f"[workbench] controls: {out / 'controls.json'}\n[workbench] report: {report}", flush=True)
         if summary.passed:

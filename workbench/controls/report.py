@@ -43,7 +43,7 @@ pre { white-space: pre-wrap; margin: 0; max-width: 40em; }
 {% for w in s.workloads %}{% set i = cell(name, w) %}
 {% if i is none %}<td>—</td>
 {% elif i.caught %}<td class="caught">{{ i.caught_by | join(', ') }}</td>
-{% elif i.status == 'error' %}<td class="error">error: {{ i.error }}</td>
+{% elif i.status != 'passed' %}<td class="error">{{ i.status or 'error' }}: {{ i.error }}</td>
 {% else %}<td class="missed">MISSED</td>{% endif %}
 {% endfor %}</tr>{% endfor %}</table>
 <h2>What each injection did</h2>

@@ -140,8 +140,10 @@ def run_controls(params_file: Path, overrides: dict[str, Any], injections: list[
         if ExitCode.CANCELLED in codes:
             break
     summary.clean.passed = bool(summary.clean.by_workload) and all(c.passed for c in summary.clean.by_workload.values())
-    summary.missed = [f"{i.name}@{i.workload}" for i in summary.injections if not i.caught and i.status != "error"]
-    summary.errors = [f"{i.name}@{i.workload}: {i.error}" for i in summary.injections if i.status == "error"]
+    # a miss is a run that finished with every check passing; one an error or a cancel stopped proves nothing
+    summary.missed = [f"{i.name}@{i.workload}" for i in summary.injections if not i.caught and i.status == "passed"]
+    summary.errors = [f"{i.name}@{i.workload}: {i.status}: {i.error}" for i in summary.injections
+                      if not i.caught and i.status != "passed"]
     caught_in = {(i.name, i.workload) for i in summary.injections if i.caught}
     summary.churn_only = sorted({name for name, workload in caught_in if workload == "churn"
                                  and (name, "batch") not in caught_in and "batch" in workloads})
