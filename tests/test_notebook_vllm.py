@@ -67,6 +67,40 @@ def test_speculative_greedy_output_equals_reference_up_to_near_ties(passing_run)
     assert ref["llm_kwargs"].get("load_format") is None  # real weights, not dummy
 
 
+def test_chat_prompts_control_invalid_rate_and_async_check_on_the_real_model(passing_run) -> None:
+    """Issue 13 on the real engine: upstream's chat prompts as vLLM rendered them, the noise floor re-derived
+    from the records, invalid rates, and the async-scheduling check skipped (never passed) on CPU."""
+    _, out = passing_run
+    summary = json.loads((out / "summary.json").read_text())
+    prompts = json.loads((out / "records" / "prompts.json").read_text())
+    ref = json.loads((out / "records" / "reference.json").read_text())
+    spec = json.loads((out / "records" / "speculative.json").read_text())
+    match = summary["output_match"]
+    assert match["prompt_format"] == prompts["output_match_format"] == "chat"
+    for row, r, s in zip(prompts["output_match"], ref["output_match"], spec["output_match"], strict=True):
+        # llm.chat's own rendering in the engine is the one written to prompts.json before it started
+        assert r["prompt"] == s["prompt"] == row["prompt"]
+        assert row["prompt"] == "<|im_start|>user\n" + row["messages"][0]["content"] + \
+            "<|im_end|>\n<|im_start|>assistant\n"
+    control = ref["output_match_control"]
+    differ = {i for i, (a, b) in enumerate(zip(ref["output_match"], control, strict=True))
+              if a["completion"] != b["completion"]}
+    assert match["control"]["total"] == len(control) == match["total"]
+    assert match["control"]["matched"] == match["total"] - len(differ)
+    assert match["control"]["batch_size"] == ref["control_batching"]["batch_size"] < match["total"]
+    for mismatch in json.loads((out / "output_match.json").read_text())["mismatches"]:
+        assert mismatch["in_control"] == (mismatch["prompt_id"] in differ)
+    for label, record in (("reference", ref), ("speculative", spec)):
+        no_digit = sum(not re.search(r"\d", r["completion"]) for r in record["gsm8k"]) / len(record["gsm8k"])
+        assert summary[label]["invalid_rate"]["upstream"] >= no_digit
+        assert set(summary[label]["invalid_rate"]) == {"upstream", "strict", "flexible"}
+    check = {c["name"]: c for c in summary["checks"]}["async_scheduling"]
+    assert spec["device_type"] == "cpu" and spec["async_scheduling"] is False
+    assert check["status"] == "skipped" and "CPU" in check["message"]
+    html = (out / "report.html").read_text()
+    assert "control (reference vs reference)" in html and "invalid rate" in html and "also in control" in html
+
+
 def test_report_is_self_contained_and_hides_code(passing_run) -> None:
     _, out = passing_run
     html = (out / "report.html").read_text()
