@@ -17,20 +17,12 @@ import random
 import re
 from dataclasses import dataclass
 
+from workbench.correctness.prompts import REPEAT_MESSAGE, REPEAT_WORDS
 from workbench.gsm8k.data import NUM_SHOTS, GSM8kItem, build_prompt, few_shot_prefix
 from workbench.tinymodel.tokenizer import IM_END, IM_START
 
-UPSTREAM_REPEAT_WORDS: tuple[str, ...] = ("test", "temp", "hello", "where")
+UPSTREAM_REPEAT_WORDS: tuple[str, ...] = REPEAT_WORDS
 """The words upstream's `get_test_prompts` draws from; half the repeat samples use them."""
-
-REPEAT_MESSAGE = (
-    "\n"
-    "        please repeat the word '{word}' 10 times.\n"
-    "        give no other output than the word at least ten times in a row,\n"
-    "        in lowercase with spaces between each word and without quotes.\n"
-    "        "
-)
-"""Upstream's user message byte for byte (an f-string indented inside its test)."""
 
 REPEAT_TIMES = 10
 
