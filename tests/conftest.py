@@ -35,7 +35,9 @@ def recorded_context(recorded: dict, run_dir: Path, **overrides):
     carrying the question ids as `run_engines` attaches them."""
     from workbench.correctness import pipeline
 
-    ctx = pipeline.prepare(TINY_PARAMS, {"num_questions": 8, "output_match_prompts": 10, **overrides}, run_dir)
+    # the recorded run is of the first stand-in (acceptance length 1.62): its gate was 1.59
+    ctx = pipeline.prepare(TINY_PARAMS, {"num_questions": 8, "output_match_prompts": 10, "min_acceptance_length": 1.59,
+                                         **overrides}, run_dir)
     for label in ("reference", "speculative"):
         for row, question in zip(recorded[label]["gsm8k"], ctx.questions):
             row["question_id"] = question.question_id

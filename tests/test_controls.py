@@ -119,3 +119,22 @@ def test_a_cancelled_injection_is_neither_caught_nor_missed(tmp_path, recorded) 
     assert code == ExitCode.CANCELLED and not summary.passed
     assert summary.missed == [] and summary.errors and "b@batch" in summary.errors[0]
     assert [i.workload for i in summary.injections] == ["batch", "batch"]  # nothing started after the cancel
+
+
+@pytest.mark.vllm
+def test_controls_on_the_real_model_catch_an_injection_and_name_a_miss(tmp_path) -> None:
+    """Real engines: a clean batch run passes and `stale_accepted_tokens` is caught; the same fault at rate 0
+    (installed, never firing: a regression no check can see) is a miss, named, exit 1."""
+    small = ["-p", "num_questions", "8", "-p", "output_match_prompts", "20", "--workload", "batch"]
+    out = tmp_path / "caught"
+    result = run_cli("controls", str(TINY_PARAMS), "--inject", "stale_accepted_tokens", *small, "--out", str(out))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    summary = ControlsSummary.model_validate_json((out / "controls.json").read_text())
+    assert summary.clean.passed and summary.injections[0].caught and summary.injections[0].events > 0
+    assert json.loads((out / "batch" / "stale_accepted_tokens" / "summary.json").read_text())["injection"]
+    assert (out / "controls.html").is_file() and (out / "batch" / "clean" / "report.html").is_file()
+    missed = tmp_path / "missed"
+    result = run_cli("controls", str(TINY_PARAMS), "--inject", "stale_accepted_tokens", "--inject-rate", "0",
+                     *small, "--out", str(missed))
+    assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "missed: stale_accepted_tokens@batch" in result.stdout

@@ -1,4 +1,5 @@
-"""`workbench controls PARAMS [--inject NAME,...] [--workload batch,churn] [-p KEY VALUE]... [--out DIR]`.
+"""`workbench controls PARAMS [--inject NAME,...] [--inject-rate R] [--workload batch,churn] [-p KEY VALUE]...
+[--out DIR]`.
 
 Exit 0: every clean run passed and every injection was caught. 1: a clean run failed, or an injection
 no check caught (named on the last line). 2: bad input, before any engine starts. 3: an error stopped
@@ -24,6 +25,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("params", type=Path, help="params YAML file or packaged case name")
     parser.add_argument("--inject", default=None,
                         help="comma-separated injections (default: every registered one)")
+    parser.add_argument("--inject-rate", type=float, default=None,
+                        help="rate of every injection (default: each fault's own default rate)")
     parser.add_argument("--workload", default=",".join(WORKLOADS),
                         help=f"comma-separated workloads (default: {','.join(WORKLOADS)})")
     parser.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"),
@@ -37,7 +40,8 @@ def _split(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
-def validate(params_file: Path, overrides: dict, injections: list[str], workloads: list[str]) -> None:
+def validate(params_file: Path, overrides: dict, injections: list[str], workloads: list[str],
+             inject_overrides: dict | None = None) -> None:
     """Everything a later run would refuse, refused now (exit 2): params, every injection and workload."""
     from workbench.correctness.preflight import preflight
 
@@ -47,7 +51,7 @@ def validate(params_file: Path, overrides: dict, injections: list[str], workload
     if unknown or not workloads:
         raise BadInputError(f"--workload: unknown {unknown or workloads}; known: {', '.join(WORKLOADS)}",
                             key="--workload")
-    for key in ("inject", "workload", "reference_record"):
+    for key in ("inject", "inject_rate", "workload", "reference_record"):
         if key in overrides:
             raise BadInputError(f"-p {key}: set by `workbench controls` itself (use --inject / --workload)", key=key)
     from workbench.inject.faults import known_faults
@@ -58,7 +62,7 @@ def validate(params_file: Path, overrides: dict, injections: list[str], workload
                             key="--inject")
     preflight(load_params(params_file, overrides), params_file)
     for name in injections:
-        load_params(params_file, {**overrides, "inject": name})
+        load_params(params_file, {**overrides, **(inject_overrides or {}), "inject": name})
 
 
 def main(argv: list[str]) -> int:
@@ -72,13 +76,15 @@ def main(argv: list[str]) -> int:
         overrides = dict(parse_override(k, v) for k, v in (args.param or []))
         injections = _split(args.inject) if args.inject is not None else known_faults()
         workloads = _split(args.workload)
-        validate(params_file, overrides, injections, workloads)
+        inject_overrides = {"inject_rate": args.inject_rate} if args.inject_rate is not None else {}
+        validate(params_file, overrides, injections, workloads, inject_overrides)
         out = args.out or new_run_dir(f"controls-{params_file.stem}")
         out, lock = claim_run_folder(out, params_file, args.force)
         try:
             print(f"[workbench] controls {params_file}: {', '.join(injections)} under {', '.join(workloads)} -> {out}",
                   flush=True)
-            summary, code = run_controls(params_file, overrides, injections, workloads, out)
+            summary, code = run_controls(params_file, overrides, injections, workloads, out,
+                                         inject_overrides=inject_overrides)
             report = write_report(summary, out)
         finally:
             lock.release()

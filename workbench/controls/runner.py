@@ -97,7 +97,8 @@ def default_run_case(params_file: Path, show_input: bool = False) -> RunCase:
 
 
 def run_controls(params_file: Path, overrides: dict[str, Any], injections: list[str], workloads: list[str],
-                 out: Path, run_case: RunCase | None = None) -> tuple[ControlsSummary, ExitCode]:
+                 out: Path, run_case: RunCase | None = None,
+                 inject_overrides: dict[str, Any] | None = None) -> tuple[ControlsSummary, ExitCode]:
     """Every workload's clean run and injections; controls.json written after each run, so nothing is lost.
 
     Exit: 0 when every clean run passed and every injection was caught; 1 when a clean run failed or an
@@ -130,8 +131,8 @@ def run_controls(params_file: Path, overrides: dict[str, Any], injections: list[
                                                            status="error", error="the clean run left no reference"))
                 codes.append(ExitCode.ERROR)
                 continue
-            code = run_case(params_file, {**overrides, "workload": workload, "inject": name,
-                                          "reference_record": str(reference)}, run_dir)
+            code = run_case(params_file, {**overrides, **(inject_overrides or {}), "workload": workload,
+                                          "inject": name, "reference_record": str(reference)}, run_dir)
             codes.append(code)
             summary.injections.append(injection_outcome(name, workload, run_dir, code))
             save()
