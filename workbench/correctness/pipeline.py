@@ -73,20 +73,21 @@ def prepare(params_file: str | Path, overrides: dict[str, Any] | None = None, ru
     test = gsm8k.load_gsm8k("test", params.dataset)
     train = gsm8k.load_gsm8k("train", params.dataset)
     sets = prompts.build_prompt_sets(params, test, train, str(params_file))
-    (folder / "records" / "prompts.json").write_text(json.dumps({
+    written = {
         "gsm8k_format": sets.gsm8k_format, "output_match_format": sets.match_format,
         "gsm8k": [{"question_id": q.question_id, "prompt": p.prompt, "messages": p.messages}
                   for q, p in zip(sets.questions, sets.gsm8k)],
         "output_match": [{"prompt_id": i, "kind": p.kind, "prompt": p.prompt, "messages": p.messages}
                          for i, p in enumerate(sets.output_match)],
-    }), encoding="utf-8")
+    }
+    (folder / "records" / "prompts.json").write_text(json.dumps(written), encoding="utf-8")
     ctx = RunContext(params, str(params_file), folder, sets)
     if params.reference_record:
-        ctx.reused_reference = reuse_reference(ctx, Path(params.reference_record))
+        ctx.reused_reference = reuse_reference(ctx, Path(params.reference_record), json.loads(json.dumps(written)))
     return ctx
 
 
-def reuse_reference(ctx: RunContext, source: Path) -> dict[str, Any]:
+def reuse_reference(ctx: RunContext, source: Path, prompts_written: dict[str, Any]) -> dict[str, Any]:
     """The earlier reference record named by `reference_record`, proven to be this run's reference (same
     engine arguments, prompts, sampling and workload) and copied into this run folder; else bad input.
 
@@ -120,9 +121,7 @@ def reuse_reference(ctx: RunContext, source: Path) -> dict[str, Any]:
     if (earlier.workload, control_batch_size(earlier, len(ctx.match_prompts))) != \
             (ctx.params.workload, control_batch_size(ctx.params, len(ctx.match_prompts))):
         raise refuse("its workload or control batching differs from this run's")
-    written = json.loads(earlier_prompts.read_text(encoding="utf-8"))
-    ours = json.loads((ctx.run_dir / "records" / "prompts.json").read_text(encoding="utf-8"))
-    if written != ours:
+    if json.loads(earlier_prompts.read_text(encoding="utf-8")) != prompts_written:
         raise refuse("its prompts differ from this run's")
     reference = record.model_dump(mode="json", exclude_none=True)
     (ctx.run_dir / "records" / "reference.json").write_text(json.dumps(reference), encoding="utf-8")
@@ -312,18 +311,20 @@ def invalid_rate_by_scorer(table: pd.DataFrame, label: str) -> dict[str, float]:
             if f"{label}_invalid_{s}" in table}
 
 
-def accuracy_table(table: pd.DataFrame) -> pd.DataFrame:
-    """Rows: reference / speculative; columns: every scorer's accuracy, side by side."""
-    frame = pd.DataFrame({label: accuracy_by_scorer(table, label) for label in RUN_LABELS}).T
+def _per_run(table: pd.DataFrame, by_scorer: Callable[[pd.DataFrame, str], dict[str, float]]) -> pd.DataFrame:
+    frame = pd.DataFrame({label: by_scorer(table, label) for label in RUN_LABELS}).T
     frame.index.name = "run"
     return frame
+
+
+def accuracy_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Rows: reference / speculative; columns: every scorer's accuracy, side by side."""
+    return _per_run(table, accuracy_by_scorer)
 
 
 def invalid_rate_table(table: pd.DataFrame) -> pd.DataFrame:
     """Rows: reference / speculative; columns: every scorer's invalid rate (no answer found)."""
-    frame = pd.DataFrame({label: invalid_rate_by_scorer(table, label) for label in RUN_LABELS}).T
-    frame.index.name = "run"
-    return frame
+    return _per_run(table, invalid_rate_by_scorer)
 
 
 def score_frame(table: pd.DataFrame) -> pd.DataFrame:
@@ -369,12 +370,19 @@ def preemptions(record: dict) -> int | None:
     return sum(known) if known else None
 
 
+def _engine_fields(table: pd.DataFrame, label: str, record: dict) -> dict[str, Any]:
+    """What the summary says of either engine: scores per scorer, timings, scheduling, preemptions."""
+    return {"accuracy": accuracy_by_scorer(table, label), "invalid_rate": invalid_rate_by_scorer(table, label),
+            "timings": Timings(**timings(record)), "async_scheduling": record.get("async_scheduling"),
+            "device_type": record.get("device_type"), "preemptions": preemptions(record)}
+
+
 def build_summary(ctx: RunContext, reference: dict, speculative: dict, table: pd.DataFrame,
                   match: dict, accept: dict) -> RunSummary:
     """summary.json: every number the report shows, plus the registered checks and `passed`."""
     params = ctx.params
     scorer = params.primary_scorer
-    ref_acc, spec_acc = accuracy_by_scorer(table, "reference"), accuracy_by_scorer(table, "speculative")
+    ref, spec = _engine_fields(table, "reference", reference), _engine_fields(table, "speculative", speculative)
     summary = RunSummary(
         kind="correctness",
         case=case_name(ctx.params_file),
@@ -382,14 +390,10 @@ def build_summary(ctx: RunContext, reference: dict, speculative: dict, table: pd
         primary_scorer=scorer,
         num_questions=len(ctx.questions),
         threshold=params.threshold,
-        margin=min(ref_acc[scorer], spec_acc[scorer]) - params.threshold,
-        reference=EngineSummary(accuracy=ref_acc, invalid_rate=invalid_rate_by_scorer(table, "reference"),
-                                timings=Timings(**timings(reference)), async_scheduling=reference.get("async_scheduling"),
-                                device_type=reference.get("device_type"), preemptions=preemptions(reference)),
+        margin=min(ref["accuracy"][scorer], spec["accuracy"][scorer]) - params.threshold,
+        reference=EngineSummary(**ref),
         speculative=SpeculativeSummary(
-            accuracy=spec_acc, invalid_rate=invalid_rate_by_scorer(table, "speculative"),
-            timings=Timings(**timings(speculative)), async_scheduling=speculative.get("async_scheduling"),
-            device_type=speculative.get("device_type"), preemptions=preemptions(speculative),
+            **spec,
             acceptance_rate=accept["acceptance_rate"], acceptance_length=accept["acceptance_length"],
             acceptance_rate_per_position=accept["acceptance_rate_per_position"],
             counters={k: accept[k] for k in ("num_drafts", "num_draft_tokens", "num_accepted_tokens",
