@@ -9,6 +9,7 @@ later stage fails.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import os
@@ -185,14 +186,16 @@ def shutdown_engine(llm: Any) -> None:
         if llm is not None:
             llm.llm_engine.engine_core.shutdown()
     except Exception:  # teardown is best effort; the kill below is the guarantee
-        traceback.print_exc()
+        with contextlib.suppress(Exception):
+            traceback.print_exc()
     try:
         import psutil
 
         for process in psutil.Process().children(recursive=True):
             process.kill()
     except Exception:
-        traceback.print_exc()
+        with contextlib.suppress(Exception):
+            traceback.print_exc()
 
 
 @dataclass(kw_only=True)
@@ -255,13 +258,36 @@ def child_frame(job: Any, body: Callable[[ChildState], None], setup: Callable[[]
     except BaseException as exc:  # the record must say why, whatever happened
         state.record["error"] = f"{type(exc).__name__}: {exc}"
         state.record["traceback"] = traceback.format_exc()
-        traceback.print_exc()
+        with contextlib.suppress(Exception):  # the log itself may be on a full disk
+            traceback.print_exc()
     finally:
-        Path(job.record_path).write_text(_record_text(state.record, record_model), encoding="utf-8")
-        write_progress(progress_path(job), "done" if state.record["ok"] else "failed")
-        shutdown_engine(state.llm)
-        log.flush()
-        os._exit(0 if state.record["ok"] else 1)
+        code = 0 if state.record["ok"] else 1
+        try:
+            try:
+                Path(job.record_path).write_text(_record_text(state.record, record_model), encoding="utf-8")
+            except OSError as exc:  # a full disk: no half record, and the errno reaches the parent in the exit code
+                code = RECORD_UNWRITTEN_EXIT + (exc.errno or 0) % 100
+                with contextlib.suppress(OSError):
+                    Path(job.record_path).unlink(missing_ok=True)
+            with contextlib.suppress(Exception):
+                write_progress(progress_path(job), "done" if state.record["ok"] else "failed")
+            shutdown_engine(state.llm)  # always, or vLLM's EngineCore keeps this child from exiting
+            with contextlib.suppress(Exception):
+                log.flush()
+        finally:
+            os._exit(code)
+
+
+RECORD_UNWRITTEN_EXIT = 100
+"""A child that could not write its record exits with this plus the errno (mod 100), so the parent can say why."""
+
+
+def _unwritten_record_reason(exitcode: int | None) -> str | None:
+    """`No space left on device` from a child's exit code, when it could not write its record."""
+    if exitcode is None or not RECORD_UNWRITTEN_EXIT <= exitcode < RECORD_UNWRITTEN_EXIT + 100:
+        return None
+    errno_value = exitcode - RECORD_UNWRITTEN_EXIT
+    return os.strerror(errno_value) if errno_value else "an I/O error"
 
 
 def _log_tail(path: Path, lines: int = 40) -> str:
@@ -352,12 +378,19 @@ def _finish(state: _Waiting, timeout_s: float) -> dict[str, Any] | EngineError:
     process.join()
     orphans = running.tree.kill()  # nothing of this engine outlives its child, however the child ended
     running.tree.stop()
-    record = json.loads(record_path.read_text(encoding="utf-8")) if record_path.exists() else None
+    try:
+        record = json.loads(record_path.read_text(encoding="utf-8")) if record_path.exists() else None
+    except ValueError:  # cut short (the child was killed while writing): as good as none
+        record = None
     if record is not None:
         record["wall_s"] = time.perf_counter() - running.started
         record["orphans_killed"] = orphans  # vLLM processes the child left behind (a clean shutdown leaves none)
         record_path.write_text(json.dumps(record), encoding="utf-8")
     tail = _log_tail(log_path, 25)
+    unwritten = _unwritten_record_reason(process.exitcode)
+    if record is None and unwritten:
+        return EngineError(f"{job.label} engine could not write its record {record_path}: {unwritten}; "
+                           f"log {log_path}:\n{tail}")
     if state.death:
         said = f"; the engine child reported: {record.get('error')}" if record else ""
         return EngineError(f"{job.label} engine died: {state.death}{said}; log {log_path}:\n{tail}")
