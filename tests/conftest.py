@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,9 @@ TINY_PARAMS = REPO / "params" / "tiny-qwen3_5-cpu.yaml"
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing in the tests may reach a hub
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+# the tests' finished references go to a cache of their own, never the user's ~/.cache (a test that reuses one
+# points at its own folder)
+os.environ.setdefault("WORKBENCH_REFERENCE_CACHE", tempfile.mkdtemp(prefix="workbench-reference-cache-"))
 
 
 @pytest.fixture

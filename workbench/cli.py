@@ -8,6 +8,7 @@ Exit codes (all subcommands): 0 the checks passed, 1 a check failed (the asserti
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,20 @@ def _overrides(pairs: list[list[str]] | None) -> dict[str, Any]:
     return dict(parse_override(key, value) for key, value in (pairs or []))
 
 
-def main(argv: list[str] | None = None) -> int:
+DELEGATED: dict[str, tuple[str, str]] = {
+    "calibrate": ("workbench.calibration.cli", "threshold calibration (see `workbench calibrate --help`)"),
+    "summarize": ("workbench.summarize", "Markdown table of finished runs (RUN_DIR...)"),
+    "controls": ("workbench.controls.cli",
+                 "positive controls: clean and injected runs (see `workbench controls --help`)"),
+    "baseline": ("workbench.baseline.cli", "record a finished run as a baseline (see `workbench baseline --help`)"),
+    "lane": ("workbench.lane.cli", "a CI lane: several cases, one reference (see `workbench lane --help`)"),
+    "train-tiny": ("workbench.tinymodel.train", "train the tiny Qwen3.5 stand-in (see `workbench train-tiny --help`)"),
+}
+"""Commands that read their own arguments: name -> (module with `main(argv) -> int` and `parser()`, help)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """`workbench`'s parser: run and audit with their arguments, each delegated command a placeholder."""
     parser = argparse.ArgumentParser(prog="workbench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -35,36 +49,46 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--out", type=Path, default=None, help="run folder (default results/<params-name>-<timestamp>/)")
         p.add_argument("--show-code", action="store_true", help="keep code cells in report.html")
         p.add_argument("--force", action="store_true", help="clear --out first when it already holds a run")
+        p.add_argument("--junit-xml", type=Path, metavar="PATH", default=None,
+                       help="write a JUnit XML file: a testsuite for the case, a testcase per check "
+                            "(README, CI outputs)")
         if name == "run":
             p.add_argument("--allow-no-checks", action="store_true",
                            help="run a case whose every check is switched off (it then checks nothing)")
+            p.add_argument("--baseline", type=Path, metavar="FILE", default=None,
+                           help="hold the run to a baseline file (workbench baseline record): adds the "
+                                "*_vs_baseline checks; same as -p baseline FILE")
             p.add_argument("--inject", metavar="NAME", default=None,
                            help="install the named fault into the speculative engine only (a positive control: "
                                 "a check must fail); same as -p inject NAME. Faults: workbench/inject/faults.py")
-    sub.add_parser("calibrate", help="threshold calibration (see `workbench calibrate --help`)", add_help=False)
-    sub.add_parser("summarize", help="Markdown table of finished runs (RUN_DIR...)", add_help=False)
-    sub.add_parser("controls", help="positive controls: clean and injected runs (see `workbench controls --help`)",
-                   add_help=False)
-    sub.add_parser("train-tiny", help="train the tiny Qwen3.5 stand-in (see `workbench train-tiny --help`)",
-                   add_help=False)
+            reuse = p.add_mutually_exclusive_group()
+            reuse.add_argument("--reuse-reference", dest="reuse_reference", action="store_const", const=True,
+                               default=None, help="reuse a cached reference run with the same key (model files, "
+                                                  "engine arguments, prompts, hardware, versions); same as "
+                                                  "-p reuse_reference true")
+            reuse.add_argument("--no-reuse", dest="reuse_reference", action="store_const", const=False,
+                               help="always start the reference engine (the default for `run`)")
+    for name, (_, help_text) in DELEGATED.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    return parser
+
+
+def command_parser(command: str) -> argparse.ArgumentParser:
+    """The parser that reads `workbench COMMAND ...`'s arguments: a delegated command's own (its module's
+    `parser()`), else run's or audit's. Lets a command line be checked without running it (the CI files')."""
+    if command in DELEGATED:
+        return importlib.import_module(DELEGATED[command][0]).parser()
+    subcommands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    if command not in subcommands.choices:
+        raise LookupError(f"workbench has no command {command!r} (commands: {', '.join(subcommands.choices)})")
+    return subcommands.choices[command]
+
+
+def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "calibrate":
-        from workbench.calibration.cli import main as calibrate_main
-
-        return calibrate_main(argv[1:])
-    if argv and argv[0] == "summarize":
-        from workbench.summarize import main as summarize_main
-
-        return summarize_main(argv[1:])
-    if argv and argv[0] == "controls":
-        from workbench.controls.cli import main as controls_main
-
-        return controls_main(argv[1:])
-    if argv and argv[0] == "train-tiny":
-        from workbench.tinymodel.train import main as train_main
-
-        return train_main(argv[1:])
-    args = parser.parse_args(argv)
+    if argv and argv[0] in DELEGATED:
+        return importlib.import_module(DELEGATED[argv[0]][0]).main(argv[1:])
+    args = build_parser().parse_args(argv)
     notebook = {"run": "mtp_correctness.ipynb", "audit": "no_sync_audit.ipynb"}[args.command]
     try:
         from workbench.core.notebook import run_notebook_case
@@ -78,6 +102,10 @@ def main(argv: list[str] | None = None) -> int:
 
             if args.inject is not None:
                 overrides["inject"] = args.inject
+            if args.baseline is not None:
+                overrides["baseline"] = str(args.baseline.expanduser().resolve())
+            if args.reuse_reference is not None:
+                overrides["reuse_reference"] = args.reuse_reference
 
             def preflight(params, path):
                 check_injection(params, path)
@@ -88,8 +116,13 @@ def main(argv: list[str] | None = None) -> int:
                     raise ParamsError(f"{path}: key 'inject': faults are injected by `workbench run` (the speculative "
                                       "engine of a correctness run); the audit installs none", key="inject", path=path)
                 check_against_vllm(params, path)
-        return int(run_notebook_case(notebook, resolve_case(args.params), overrides, args.out,
-                                     args.show_code, force=args.force, preflight=preflight))
+        from workbench.ci import case_publisher, check_junit_path
+
+        check_junit_path(args.junit_xml)  # bad input (exit 2) before anything starts
+        params_file = resolve_case(args.params)
+        case = params_file.stem if args.command == "run" else f"{params_file.stem}-audit"
+        return int(run_notebook_case(notebook, params_file, overrides, args.out, args.show_code, force=args.force,
+                                     preflight=preflight, on_finished=case_publisher(case, args.junit_xml)))
     except WorkbenchError as exc:
         print(f"workbench: error: {exc}", file=sys.stderr)
         return int(exc.exit_code)

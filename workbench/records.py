@@ -18,6 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from workbench.core.errors import RecordError
+from workbench.core.fingerprint import Hardware
 from workbench.core.params import CaseParams
 
 SCHEMA_VERSION = 1
@@ -320,6 +321,57 @@ class CalibrationHeadline(Record):
     output_match_mode: MatchMode | None = None
 
 
+# ------------------------------------------------------------------ regression baselines (workbench baseline)
+
+
+class ScorerAccuracy(Record):
+    """One scorer's accuracy with the count it came from: a test against it needs the number of questions."""
+
+    accuracy: float
+    correct: int
+    questions: int
+
+
+class MatchShare(Record):
+    matched: int
+    total: int
+    share: float | None
+
+
+class BaselineOutputMatch(MatchShare):
+    """The baseline run's output match, beside its control (the engine's own noise floor then)."""
+
+    control: MatchShare | None = Field(None, description="reference vs reference under other batching")
+
+
+class Baseline(Record):
+    """A finished run's numbers that later runs of the same model, method and machine are held to, as vLLM's
+    acceptance-length tests and TensorRT-LLM's reference accuracies keep theirs (`workbench baseline record`)."""
+
+    schema_version: int = SCHEMA_VERSION
+    kind: Literal["baseline"] = "baseline"
+    case: str = Field(description="the case (params file name) of the run it was recorded from")
+    method: str
+    num_speculative_tokens: int
+    acceptance_length: float
+    acceptance_rate_per_position: list[float] = Field(default_factory=list)
+    primary_scorer: str
+    accuracy: dict[str, ScorerAccuracy] = Field(description="the speculative engine's GSM8k accuracy per scorer")
+    output_match: BaselineOutputMatch | None = None
+    hardware: Hardware = Field(description="where it was measured: a baseline is refused on other hardware")
+    vllm: str | None = Field(None, description="the vLLM version of the run; another one is allowed, and noted")
+    model: str = Field(description="the model as the run resolved it")
+    model_hash: str = Field(description="content hash of the model's files: a baseline is refused for another model")
+    date: str = Field(description="when it was recorded (ISO 8601, UTC)")
+    source_run: str = Field(description="the run folder it was recorded from")
+
+
+class BaselineUsed(Baseline):
+    """The baseline a run was held to, as its summary keeps it: the file and its numbers."""
+
+    path: str
+
+
 # ------------------------------------------------------------------ injected faults (positive controls)
 
 
@@ -352,6 +404,21 @@ class Injection(Record):
     warnings: list[str] = Field(default_factory=list)
 
 
+# ------------------------------------------------------------------ where a run's reference came from
+
+
+class ReferenceSource(Record):
+    """Which run computed the reference this run compared against; a reused one is named, never hidden."""
+
+    kind: Literal["computed", "earlier run", "cache", "lane"] = Field(
+        description="computed: this run's own reference engine; earlier run: `reference_record`; cache: the "
+                    "reference cache (same key); lane: another case of the same lane computed it")
+    record: str | None = Field(None, description="the reused reference record")
+    run_dir: str | None = Field(None, description="the run folder whose reference engine produced it")
+    key: str | None = Field(None, description="the reference cache key (digest) of this run's reference")
+    stored: str | None = Field(None, description="where this run's own reference was stored in the cache")
+
+
 # ------------------------------------------------------------------ summary.json
 
 
@@ -379,6 +446,11 @@ class RunSummary(Record):
     gsm8k_identical_completions: int | None = Field(None, description="correctness: identical GSM8k completions")
     injection: Injection | None = Field(
         None, description="correctness: the fault injected into the speculative engine on purpose (null: none)")
+    reference_source: ReferenceSource | None = Field(
+        None, description="correctness: which run computed the reference (this one, an earlier run, the cache, "
+                          "another case of the lane)")
+    baseline: BaselineUsed | None = Field(
+        None, description="correctness: the baseline (`baseline` key) the *_vs_baseline checks held this run to")
     # audit
     async_scheduling_active: bool | None = Field(
         None, description="audit: the engine's scheduler_config.async_scheduling after construction")
@@ -472,6 +544,49 @@ class ControlsSummary(Record):
     passed: bool = Field(False, description="every clean run passed and every injection was caught")
 
 
+# ------------------------------------------------------------------ lane.json (workbench lane)
+
+
+class LaneCaseOutcome(Record):
+    """One case of a lane: where it ran, how it ended, and where its reference came from."""
+
+    name: str
+    params: str = Field(description="the case's params file")
+    run_dir: str
+    exit_code: int = Field(description="the case's own `workbench run` exit code")
+    passed: bool
+    status: str | None = Field(None, description="passed, failed, error or cancelled (summary.json)")
+    failed_checks: list[str] = Field(default_factory=list)
+    error: str | None = None
+    reference: str | None = Field(None, description="computed (this case's reference engine), lane (another "
+                                                    "case's), cache or earlier run")
+    reference_key: str | None = Field(None, description="the reference cache key the case was grouped by")
+    reference_engine_started: bool = Field(False, description="this case started a reference engine")
+    wall_s: float | None = None
+
+
+class LaneSummary(Record):
+    """lane.json: every case's outcome, how many reference engines the lane started, and the lane's exit code."""
+
+    schema_version: int = SCHEMA_VERSION
+    kind: Literal["lane"] = "lane"
+    lane: str = Field(description="the lane file")
+    description: str = ""
+    cases: list[LaneCaseOutcome] = Field(default_factory=list)
+    reference_runs: int = Field(0, description="reference engines started (one per distinct reference key without a "
+                                               "cached reference)")
+    reference_keys: int = Field(0, description="distinct reference keys among the cases")
+    reused_from_cache: int = Field(0, description="cases whose reference came from the reference cache")
+    exit_code: int = Field(0, description="the worst of the cases (3 over 1 over 0); 4 when the lane was cancelled")
+    passed: bool = False
+    wall_s: float | None = None
+
+
+def load_lane_summary(folder: str | Path) -> LaneSummary:
+    path = Path(folder) / "lane.json"
+    return _validated(LaneSummary, _read_json(path), path)
+
+
 # ------------------------------------------------------------------ reading and writing
 
 
@@ -508,6 +623,10 @@ def load_summary(run_dir: str | Path) -> RunSummary:
 
 def load_engine_record(path: str | Path) -> EngineRecord:
     return _validated(EngineRecord, _read_json(Path(path)), Path(path))
+
+
+def load_baseline(path: str | Path) -> Baseline:
+    return _validated(Baseline, _read_json(Path(path)), Path(path))
 
 
 def write_record(path: str | Path, record: Record) -> Path:
@@ -555,9 +674,9 @@ def schema_markdown() -> str:
     """The run-folder files' schemas as Markdown tables, generated from the models (docs/DESIGN.md)."""
     parts = [f"Schema version {SCHEMA_VERSION}. Files: `summary.json` is `RunSummary`, `records/<label>.json` is "
              "`EngineRecord`, `output_match.json` is `OutputMatch`, `controls.json` (workbench controls) is "
-             "`ControlsSummary`.\n"]
+             "`ControlsSummary`, a baseline file (workbench baseline record) is `Baseline`.\n"]
     seen: dict[str, dict[str, Any]] = {}
-    for model in (RunSummary, EngineRecord, OutputMatch, ControlsSummary):
+    for model in (RunSummary, EngineRecord, OutputMatch, ControlsSummary, Baseline):
         schema = model.model_json_schema(by_alias=True)
         seen.setdefault(model.__name__, schema)
         for def_name, definition in schema.get("$defs", {}).items():

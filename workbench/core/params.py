@@ -76,6 +76,19 @@ class CaseParams(BaseModel):
     reference_record: str | None = Field(
         None, description="records/reference.json of an earlier run with the same reference engine, prompts and "
                           "sampling: that engine is not started again (controls, lanes). Checked before any start")
+    reference_wait_s: float = Field(
+        0.0, ge=0.0, description="with reference_record: wait up to this long for a record another run of the same "
+                                 "lane is still producing (the speculative engine runs meanwhile); 0 = it must exist")
+    reuse_reference: bool = Field(
+        False, description="look up the reference cache first: a finished reference run with the same key (model "
+                           "files, reference engine arguments, prompts, sampling, workload, hardware, vLLM, torch and "
+                           "workbench versions) is reused and that engine not started (workbench run "
+                           "--reuse-reference; on by default in a lane)")
+    store_reference: bool = Field(
+        True, description="store this run's finished reference in the reference cache under its key")
+    reference_cache_dir: str | None = Field(
+        None, description="the reference cache; null = $WORKBENCH_REFERENCE_CACHE or "
+                          "~/.cache/mtp-workbench/references")
     # how the prompts reach the engines
     workload: Literal["batch", "churn"] = Field(
         "batch", description="batch: every prompt at once (upstream); churn: the same prompts in waves with filler "
@@ -85,6 +98,17 @@ class CaseParams(BaseModel):
                                 "preemption; null = the engine's own size")
     # optional acceptance gate
     min_acceptance_length: float | None = Field(None, ge=1.0)
+    # a regression baseline (workbench baseline record): acceptance and accuracy held to a recorded run's
+    baseline: str | None = Field(
+        None, description="a baseline file (workbench baseline record; relative to the params file, else to the "
+                          "current folder): adds the *_vs_baseline checks; refused before any engine starts when "
+                          "recorded on other hardware, for another model, method or num_speculative_tokens")
+    baseline_rtol: float = Field(
+        0.05, ge=0.0, lt=1.0, description="acceptance length and each position's acceptance rate must reach "
+                                          "(1 - baseline_rtol) x the baseline's")
+    baseline_alpha: float = Field(
+        0.05, gt=0.0, lt=1.0, description="significance of the one-sided test that accuracy is not below the "
+                                          "baseline's")
     # engine
     dtype: str = "auto"
     max_model_len: int = Field(2048, ge=16)
@@ -225,9 +249,11 @@ def load_params(path: str | Path, overrides: dict[str, Any] | None = None) -> Ca
         data["tokenizer"] = resolve_model_path(data["tokenizer"], path)
     if isinstance(data.get("dataset"), str):
         data["dataset"] = _local_or_hub(data["dataset"], path)
+    if isinstance(data.get("baseline"), str):  # beside the params file, else here; a missing one: preflight says so
+        data["baseline"] = _local_or_hub(data["baseline"], path)
     if isinstance(data.get("reference_record"), str):
         record = Path(data["reference_record"]).expanduser()
-        if not record.is_file():
+        if not record.is_file() and not data.get("reference_wait_s"):
             raise ParamsError(f"{path}: key 'reference_record': {record} not found", key="reference_record", path=path)
         data["reference_record"] = str(record.resolve())
     try:

@@ -17,16 +17,18 @@ from typing import Any
 import pandas as pd
 
 from workbench import gsm8k
-from workbench.correctness import prompts
+from workbench.correctness import prompts, reference_cache
 from workbench.core.checks import all_passed, evaluate_checks
 from workbench.core.engine import start_engine_job, wait_engine_jobs
 from workbench.core.errors import EngineError
 from workbench.core.case_header import case_header
 from workbench.core.params import CaseParams, case_name
-from workbench.records import (EngineSummary, EngineVersions, OutputMatch, OutputMatchSummary, RunSummary,
-                                    SpeculativeSummary, Timings, write_record)
+from workbench.records import (EngineSummary, EngineVersions, OutputMatch, OutputMatchSummary, ReferenceSource,
+                               RunSummary, SpeculativeSummary, Timings, write_record)
 from workbench.core.rundir import open_run_folder, run_versions, write_summary
 from workbench.correctness import checks as _registers_correctness_checks  # noqa: F401  (registration)
+from workbench.baseline import checks as _registers_baseline_checks  # noqa: F401  (registration)
+from workbench.baseline.store import baseline_used
 from workbench.correctness.compare import (default_tie_margin, first_divergence, gsm8k_divergences, model_dtype,
                                            output_match, required_matches, with_control)
 from workbench.correctness.generation import EngineJob, correctness_child
@@ -46,6 +48,12 @@ class RunContext:
     prompt_sets: prompts.PromptSets
     reused_reference: dict[str, Any] | None = None
     """The reference record of an earlier run (`reference_record`): its engine is not started again."""
+    prompts_written: dict[str, Any] | None = None
+    """records/prompts.json as written (what a reused reference's prompts must equal)."""
+    reference_key: reference_cache.ReferenceKey | None = None
+    reference_source: ReferenceSource | None = None
+    pending_reference: Path | None = None
+    """A reference record another case of the lane is still producing (`reference_wait_s`)."""
 
     @property
     def questions(self) -> list[gsm8k.GSM8kItem]:
@@ -73,18 +81,55 @@ def prepare(params_file: str | Path, overrides: dict[str, Any] | None = None, ru
     test = gsm8k.load_gsm8k("test", params.dataset)
     train = gsm8k.load_gsm8k("train", params.dataset)
     sets = prompts.build_prompt_sets(params, test, train, str(params_file))
-    written = {
+    written = prompts_record(sets)
+    (folder / "records" / "prompts.json").write_text(json.dumps(written), encoding="utf-8")
+    ctx = RunContext(params, str(params_file), folder, sets, prompts_written=json.loads(json.dumps(written)))
+    ctx.reference_key = reference_key(params, sets)
+    key = ctx.reference_key.digest()
+    ctx.reference_source = ReferenceSource(kind="computed", key=key)
+    if params.reference_record:
+        record = Path(params.reference_record)
+        if not record.is_file() and params.reference_wait_s > 0:
+            ctx.pending_reference = record  # the lane's shared reference, still being computed
+            ctx.reference_source = ReferenceSource(kind="lane", record=str(record), key=key)
+        else:
+            ctx.reused_reference = reuse_reference(ctx, record, ctx.prompts_written)
+            cached_from = reference_cache.entry_source(record)
+            ctx.reference_source = ReferenceSource(kind="cache" if cached_from else "earlier run", record=str(record),
+                                                   run_dir=cached_from or str(record.parent.parent), key=key)
+    elif params.reuse_reference and (cached := reference_cache.lookup(params, ctx.reference_key)) is not None:
+        ctx.reused_reference = reuse_reference(ctx, cached, ctx.prompts_written)
+        ctx.reference_source = ReferenceSource(kind="cache", record=str(cached), key=key,
+                                               run_dir=reference_cache.entry_source(cached))
+    return ctx
+
+
+def prompts_record(sets: prompts.PromptSets) -> dict[str, Any]:
+    """records/prompts.json: every prompt as rendered, with its messages and format."""
+    return {
         "gsm8k_format": sets.gsm8k_format, "output_match_format": sets.match_format,
         "gsm8k": [{"question_id": q.question_id, "prompt": p.prompt, "messages": p.messages}
                   for q, p in zip(sets.questions, sets.gsm8k)],
         "output_match": [{"prompt_id": i, "kind": p.kind, "prompt": p.prompt, "messages": p.messages}
                          for i, p in enumerate(sets.output_match)],
     }
-    (folder / "records" / "prompts.json").write_text(json.dumps(written), encoding="utf-8")
-    ctx = RunContext(params, str(params_file), folder, sets)
-    if params.reference_record:
-        ctx.reused_reference = reuse_reference(ctx, Path(params.reference_record), json.loads(json.dumps(written)))
-    return ctx
+
+
+def reference_key(params: CaseParams, sets: prompts.PromptSets) -> reference_cache.ReferenceKey:
+    """The reference cache key of a case: everything that decides its reference engine's outputs."""
+    written = json.loads(json.dumps(prompts_record(sets)))
+    return reference_cache.reference_key(params, llm_kwargs(params, "reference"), sampling_settings(params),
+                                         control_batch_size(params, len(sets.output_match)), written)
+
+
+def case_reference_key(params_file: str | Path, overrides: dict[str, Any] | None = None) -> reference_cache.ReferenceKey:
+    """A case's reference key without a run folder (a lane groups its cases by it before starting any)."""
+    from workbench.core.params import load_params
+
+    params = load_params(params_file, overrides)
+    test = gsm8k.load_gsm8k("test", params.dataset)
+    train = gsm8k.load_gsm8k("train", params.dataset)
+    return reference_key(params, prompts.build_prompt_sets(params, test, train, str(params_file)))
 
 
 def reuse_reference(ctx: RunContext, source: Path, prompts_written: dict[str, Any]) -> dict[str, Any]:
@@ -242,10 +287,6 @@ def run_engine(ctx: RunContext, label: str, on_progress: Callable[[str], None] |
     return _with_question_ids(ctx, result)
 
 
-def run_engines_in_turn(ctx: RunContext, on_progress: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
-    return [run_engine(ctx, label, on_progress) for label in RUN_LABELS]
-
-
 def _progress_display() -> Callable[[str], None] | None:
     """In a notebook, one line that shows each engine's progress and is updated in place (the report keeps
     its final state); elsewhere nothing."""
@@ -267,18 +308,59 @@ def run_engines(ctx: RunContext) -> tuple[dict[str, Any], dict[str, Any]]:
     other is then stopped, and a record already written stays on disk.
     """
     show = _progress_display()
+    if ctx.pending_reference is not None:
+        speculative = run_engine(ctx, "speculative", show)
+        shared = wait_for_reference(ctx, show)
+        ctx.reused_reference = reuse_reference(ctx, shared, ctx.prompts_written or {})
+        if ctx.reference_source is not None:
+            ctx.reference_source.run_dir = reference_cache.entry_source(shared)
     if ctx.reused_reference is not None:
-        return _with_question_ids(ctx, ctx.reused_reference), run_engine(ctx, "speculative", show)
+        speculative = speculative if ctx.pending_reference is not None else run_engine(ctx, "speculative", show)
+        return _with_question_ids(ctx, ctx.reused_reference), speculative
     if not ctx.params.parallel_engines:
-        return tuple(run_engines_in_turn(ctx, show))
+        reference = run_engine(ctx, "reference", show)
+        _store_reference(ctx)
+        return reference, run_engine(ctx, "speculative", show)
     running = [start_engine_job(engine_job(ctx, label), correctness_child) for label in RUN_LABELS]
     results = wait_engine_jobs(running, ctx.params.engine_timeout_s, stall_s=ctx.params.engine_stall_timeout_s,
                                on_progress=show)
+    if not isinstance(results[RUN_LABELS.index("reference")], EngineError):
+        _store_reference(ctx)  # a finished reference is kept for later runs even when the speculative one failed
     errors = [r for r in results if isinstance(r, EngineError)]
     injection = _injection_error(ctx, not isinstance(results[RUN_LABELS.index("speculative")], EngineError))
     _raise_errors([injection, *errors] if injection else errors)
     results = [_with_question_ids(ctx, r) for r in results]
     return results[0], results[1]
+
+
+def wait_for_reference(ctx: RunContext, show: Callable[[str], None] | None = None) -> Path:
+    """The lane's shared reference record, once the case computing it has stored it (`reference_wait_s`)."""
+    import time
+
+    path = ctx.pending_reference
+    assert path is not None
+    deadline = time.monotonic() + ctx.params.reference_wait_s
+    while not path.is_file():
+        if time.monotonic() > deadline:
+            raise EngineError(f"the shared reference {path} did not appear within reference_wait_s "
+                              f"{ctx.params.reference_wait_s:.0f} s (the lane case computing it did not finish)")
+        if show is not None:
+            show("speculative done; waiting for the lane's shared reference")
+        time.sleep(1.0)
+    return path
+
+
+def _store_reference(ctx: RunContext) -> None:
+    """Put this run's finished reference into the reference cache (a failure to store only warns)."""
+    if not ctx.params.store_reference or ctx.reference_key is None:
+        return
+    try:
+        stored = reference_cache.store(ctx.params, ctx.reference_key, ctx.run_dir)
+    except OSError as exc:
+        print(f"warning: the reference was not stored in the cache: {exc}")
+        return
+    if ctx.reference_source is not None:
+        ctx.reference_source.stored = str(stored)
 
 
 def score(ctx: RunContext, reference: dict, speculative: dict) -> pd.DataFrame:
@@ -402,6 +484,8 @@ def build_summary(ctx: RunContext, reference: dict, speculative: dict, table: pd
             {k: v for k, v in match.items() if k in OutputMatchSummary.model_fields}),
         gsm8k_identical_completions=int(table["first_divergent_token"].isna().sum()),
         injection=inject.injection_record(params, ctx.run_dir),
+        baseline=baseline_used(params),
+        reference_source=ctx.reference_source,
         versions=run_versions(EngineVersions.model_validate(reference.get("versions", {})), params.model),
     )
     summary.checks = evaluate_checks(summary)
