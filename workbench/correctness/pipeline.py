@@ -158,8 +158,9 @@ def reuse_reference(ctx: RunContext, source: Path, prompts_written: dict[str, An
     earlier = CaseParams(**{**yaml.safe_load(earlier_params.read_text(encoding="utf-8")),
                             "reference_record": None})
     expected = json.loads(json.dumps(llm_kwargs(ctx.params, "reference")))
-    if record.llm_kwargs != expected:
-        differ = sorted(k for k in set(expected) | set(record.llm_kwargs) if expected.get(k) != record.llm_kwargs.get(k))
+    differ = sorted(k for k in set(expected) | set(record.llm_kwargs) if expected.get(k) != record.llm_kwargs.get(k)
+                    and not (k in ("model", "tokenizer") and _same_files(expected.get(k), record.llm_kwargs.get(k))))
+    if differ:
         raise refuse(f"its engine arguments differ from this run's ({', '.join(differ)})")
     if sampling_settings(earlier) != sampling_settings(ctx.params):
         raise refuse("its sampling settings differ from this run's")
@@ -171,6 +172,15 @@ def reuse_reference(ctx: RunContext, source: Path, prompts_written: dict[str, An
     reference = record.model_dump(mode="json", exclude_none=True)
     (ctx.run_dir / "records" / "reference.json").write_text(json.dumps(reference), encoding="utf-8")
     return reference
+
+
+def _same_files(first: Any, second: Any) -> bool:
+    """Two checkpoint folders with the same files (a copy elsewhere is the same model)."""
+    from workbench.core.fingerprint import model_hash
+
+    if not (isinstance(first, str) and isinstance(second, str) and Path(first).is_dir() and Path(second).is_dir()):
+        return False
+    return model_hash(first) == model_hash(second)
 
 
 def llm_kwargs(params: CaseParams, label: str) -> dict[str, Any]:
