@@ -117,3 +117,31 @@ def test_bad_arguments(kwargs: dict[str, object], match: str) -> None:
 
 def test_output_match_max_tokens_is_upstreams_10() -> None:
     assert OUTPUT_MATCH_MAX_TOKENS == 10
+
+
+def test_the_light_chat_template_renders_byte_for_byte_what_the_full_tokenizer_renders(tmp_path) -> None:
+    """Prompts are rendered without importing transformers' tokenizer classes (they pull in torch, seconds
+    before the engines can start); the text must be the one `apply_chat_template` gives, for the shipped
+    template and for one that uses special tokens and whitespace control."""
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    from workbench.core.params import load_params
+    from workbench.correctness.prompts import ChatTemplate, load_tokenizer, output_match_prompt_set, user_messages
+
+    params = load_params("params/tiny-qwen3_5-cpu.yaml")
+    test, train = load_gsm8k("test"), load_gsm8k("train")
+    messages = [p.message for p in output_match_prompt_set(20, 0, 0.5, train, test)] + ["<b>x</b>\n  'q' \"d\" {{ y }}"]
+    model = tmp_path / "model"
+    shutil.copytree(params.model, model)
+    (model / "chat_template.jinja").write_text(
+        "{{ bos_token }}{%- for m in messages %}\n  [{{ m.role | upper }}] {{ m.content | trim }}{{ eos_token }}\n"
+        "{%- endfor %}{% if add_generation_prompt %}[ASSISTANT]{% endif %}")
+    for folder in (params.model, str(model)):
+        light = load_tokenizer(params.model_copy(update={"model": folder}), "test")
+        assert isinstance(light, ChatTemplate)
+        full = AutoTokenizer.from_pretrained(folder)
+        for message in messages:
+            ours = light.apply_chat_template(user_messages(message), tokenize=False, add_generation_prompt=True)
+            assert ours == full.apply_chat_template(user_messages(message), tokenize=False, add_generation_prompt=True)

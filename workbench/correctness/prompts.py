@@ -18,10 +18,13 @@ chat when the tokenizer has a template. The GSM8k eval keeps upstream's completi
 
 from __future__ import annotations
 
+import functools
+import json
 import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from workbench.core.errors import ParamsError
@@ -158,13 +161,101 @@ def render_chat(tokenizer: Any, content: str) -> str:
     return tokenizer.apply_chat_template(user_messages(content), tokenize=False, add_generation_prompt=True)
 
 
-def load_tokenizer(params: CaseParams, where: str) -> Any:
-    """The case's tokenizer (transformers), as vLLM loads it; a `ParamsError` naming the key when it cannot be."""
-    from transformers import AutoTokenizer
+SPECIAL_TOKEN_KEYS = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
 
+
+def _jinja_environment() -> Any:
+    """The Jinja environment transformers renders chat templates in (`apply_chat_template`): sandboxed,
+    trim_blocks and lstrip_blocks, loop controls, a `{% generation %}` tag that renders its body, a `tojson`
+    that does not HTML-escape, `raise_exception` and `strftime_now`. Importing transformers for it costs
+    seconds (its package imports torch's neighbours) before the engines can start; the parity test holds
+    the two renderings equal."""
+    import datetime
+
+    import jinja2
+    import jinja2.ext
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    class GenerationTag(jinja2.ext.Extension):
+        tags = {"generation"}
+
+        def parse(self, parser: Any) -> Any:
+            lineno = next(parser.stream).lineno
+            body = parser.parse_statements(["name:endgeneration"], drop_needle=True)
+            return jinja2.nodes.CallBlock(self.call_method("_body"), [], [], body).set_lineno(lineno)
+
+        def _body(self, caller: Any) -> str:
+            return caller()
+
+    def raise_exception(message: str) -> None:
+        raise jinja2.exceptions.TemplateError(message)
+
+    def tojson(value: Any, ensure_ascii: bool = False, indent: Any = None, separators: Any = None,
+               sort_keys: bool = False) -> str:
+        return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
+                                        extensions=[GenerationTag, jinja2.ext.loopcontrols])
+    env.filters["tojson"] = tojson
+    env.globals["raise_exception"] = raise_exception
+    env.globals["strftime_now"] = lambda fmt: datetime.datetime.now().strftime(fmt)
+    return env
+
+
+@functools.lru_cache(maxsize=8)
+def _compiled_template(text: str) -> Any:
+    return _jinja_environment().from_string(text)
+
+
+@dataclass(frozen=True)
+class ChatTemplate:
+    """A local checkpoint's chat template and special tokens, rendered as `apply_chat_template` renders
+    them, without importing transformers (the prompts are ready seconds sooner, byte for byte the same)."""
+
+    chat_template: str
+    special_tokens: dict[str, str]
+
+    def apply_chat_template(self, messages: list[dict[str, str]], tokenize: bool = False,
+                            add_generation_prompt: bool = True) -> str:
+        assert not tokenize, "only rendering is needed here"
+        template = _compiled_template(self.chat_template)
+        return template.render(messages=messages, tools=None, documents=None,
+                               add_generation_prompt=add_generation_prompt, **self.special_tokens)
+
+
+def read_chat_template(folder: Path) -> ChatTemplate | None:
+    """The template of a plain local checkpoint (chat_template.jinja, else tokenizer_config.json's string);
+    None when the folder has anything else (named templates, processor templates, no template), for which
+    the full tokenizer decides."""
+    config_file = folder / "tokenizer_config.json"
+    if not config_file.is_file() or (folder / "chat_template.json").exists() or \
+            (folder / "additional_chat_templates").exists():
+        return None
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    template_file = folder / "chat_template.jinja"
+    template = template_file.read_text(encoding="utf-8") if template_file.is_file() else config.get("chat_template")
+    if not isinstance(template, str) or not template:
+        return None
+    tokens = {}
+    for key in SPECIAL_TOKEN_KEYS:
+        value = config.get(key)
+        value = value.get("content") if isinstance(value, dict) else value
+        if isinstance(value, str):
+            tokens[key] = value
+    return ChatTemplate(template, tokens)
+
+
+def load_tokenizer(params: CaseParams, where: str) -> Any:
+    """The case's chat template as vLLM renders it: a local checkpoint's template directly, else the full
+    tokenizer (transformers); a `ParamsError` naming the key when it cannot be loaded."""
     source = params.tokenizer or params.model
     key = "tokenizer" if params.tokenizer else "model"
     try:
+        light = read_chat_template(Path(source)) if Path(source).is_dir() and not params.trust_remote_code else None
+        if light is not None:
+            return light
+        from transformers import AutoTokenizer
+
         return AutoTokenizer.from_pretrained(source, trust_remote_code=params.trust_remote_code)
     except Exception as exc:  # offline hub id, broken folder: say so before any engine starts
         raise ParamsError(f"{where}: key {key!r}: cannot load the tokenizer of {source!r} to render the prompts "
