@@ -27,8 +27,8 @@ def test_the_same_reference_is_reused_and_its_engine_not_started(tmp_path, recor
     assert json.loads((ctx.run_dir / "records" / "reference.json").read_text())["gsm8k"][0]["completion"] == \
         recorded["reference"]["gsm8k"][0]["completion"]
     started = []
-    monkeypatch.setattr(pipeline, "run_engine", lambda ctx, label, show=None: started.append(label) or
-                        recorded["speculative"])
+    monkeypatch.setattr(pipeline, "start_engine_job", lambda job, target: started.append(job.label) or job.label)
+    monkeypatch.setattr(pipeline, "wait_engine_jobs", lambda running, *a, **k: [recorded[label] for label in running])
     reference, _ = pipeline.run_engines(ctx)
     assert started == ["speculative"]  # the reference engine is not started again
     assert [r["question_id"] for r in reference["gsm8k"]] == [q.question_id for q in ctx.questions]

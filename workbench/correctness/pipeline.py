@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from workbench import gsm8k
 from workbench.correctness import prompts, reference_cache
 from workbench.core.checks import all_passed, evaluate_checks
 from workbench.core.engine import start_engine_job, wait_engine_jobs
+from workbench.core.environment import collect_environment, utc_now
 from workbench.core.errors import EngineError
 from workbench.core.case_header import case_header
 from workbench.core.params import CaseParams, case_name
@@ -54,6 +56,8 @@ class RunContext:
     reference_source: ReferenceSource | None = None
     pending_reference: Path | None = None
     """A reference record another case of the lane is still producing (`reference_wait_s`)."""
+    started_at: datetime = field(default_factory=utc_now)
+    """When the run started (prepare): the environment's start, and its wall time up to the summary."""
 
     @property
     def questions(self) -> list[gsm8k.GSM8kItem]:
@@ -311,36 +315,62 @@ def _progress_display() -> Callable[[str], None] | None:
     return lambda text: handle.update({"text/plain": f"engines: {text}"}, raw=True)
 
 
-def run_engines(ctx: RunContext) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Both engines: one after the other, or side by side with `parallel_engines` (each on its own cores).
+@dataclass
+class StartedEngines:
+    """Engines started by `start_engines`, waited for by `wait_engines`: the notebook starts them as soon as the
+    prompts exist and sets up the rest of the report while they run."""
 
-    Side by side, both are watched together: an engine that dies is reported within seconds, the
-    other is then stopped, and a record already written stays on disk.
-    """
+    labels: list[str]
+    running: list[Any]
+    show: Callable[[str], None] | None = None
+
+
+def start_engines(ctx: RunContext) -> StartedEngines:
+    """Start what can start now: both engines side by side (`parallel_engines`), the reference alone (one after
+    the other), or only the speculative engine when the reference is reused or shared in a lane."""
     show = _progress_display()
+    if ctx.pending_reference is not None or ctx.reused_reference is not None:
+        labels = ["speculative"]
+    else:
+        labels = list(RUN_LABELS) if ctx.params.parallel_engines else ["reference"]
+    return StartedEngines(labels, [start_engine_job(engine_job(ctx, label), correctness_child) for label in labels],
+                          show)
+
+
+def _wait(ctx: RunContext, running: list[Any], show: Callable[[str], None] | None) -> list[Any]:
+    return wait_engine_jobs(running, ctx.params.engine_timeout_s, stall_s=ctx.params.engine_stall_timeout_s,
+                            on_progress=show)
+
+
+def wait_engines(ctx: RunContext, started: StartedEngines) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Both engines' records, once they finished (the speculative one started after the reference when they run
+    one after the other). Engines side by side are watched together: one that dies is reported within seconds,
+    the other is then stopped, and a record already written stays on disk. A finished reference is stored in
+    the reference cache even when the speculative engine failed."""
+    results = dict(zip(started.labels, _wait(ctx, started.running, started.show)))
+    finished_reference = "reference" in results and not isinstance(results["reference"], EngineError)
+    if finished_reference:
+        _store_reference(ctx)
+    if "speculative" not in results and finished_reference:
+        running = [start_engine_job(engine_job(ctx, "speculative"), correctness_child)]
+        results["speculative"] = _wait(ctx, running, started.show)[0]
+    errors = [r for r in results.values() if isinstance(r, EngineError)]
+    injection = None
+    if "speculative" in results:
+        injection = _injection_error(ctx, not isinstance(results["speculative"], EngineError))
+    _raise_errors([injection, *errors] if injection else errors)
     if ctx.pending_reference is not None:
-        speculative = run_engine(ctx, "speculative", show)
-        shared = wait_for_reference(ctx, show)
+        shared = wait_for_reference(ctx, started.show)
         ctx.reused_reference = reuse_reference(ctx, shared, ctx.prompts_written or {})
         if ctx.reference_source is not None:
             ctx.reference_source.run_dir = reference_cache.entry_source(shared)
-    if ctx.reused_reference is not None:
-        speculative = speculative if ctx.pending_reference is not None else run_engine(ctx, "speculative", show)
-        return _with_question_ids(ctx, ctx.reused_reference), speculative
-    if not ctx.params.parallel_engines:
-        reference = run_engine(ctx, "reference", show)
-        _store_reference(ctx)
-        return reference, run_engine(ctx, "speculative", show)
-    running = [start_engine_job(engine_job(ctx, label), correctness_child) for label in RUN_LABELS]
-    results = wait_engine_jobs(running, ctx.params.engine_timeout_s, stall_s=ctx.params.engine_stall_timeout_s,
-                               on_progress=show)
-    if not isinstance(results[RUN_LABELS.index("reference")], EngineError):
-        _store_reference(ctx)  # a finished reference is kept for later runs even when the speculative one failed
-    errors = [r for r in results if isinstance(r, EngineError)]
-    injection = _injection_error(ctx, not isinstance(results[RUN_LABELS.index("speculative")], EngineError))
-    _raise_errors([injection, *errors] if injection else errors)
-    results = [_with_question_ids(ctx, r) for r in results]
-    return results[0], results[1]
+    reference = results["reference"] if "reference" in results else ctx.reused_reference
+    return _with_question_ids(ctx, reference), _with_question_ids(ctx, results["speculative"])
+
+
+def run_engines(ctx: RunContext) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Both engines' records: `start_engines` then `wait_engines`."""
+    return wait_engines(ctx, start_engines(ctx))
 
 
 def wait_for_reference(ctx: RunContext, show: Callable[[str], None] | None = None) -> Path:
@@ -497,6 +527,7 @@ def build_summary(ctx: RunContext, reference: dict, speculative: dict, table: pd
         baseline=baseline_used(params),
         reference_source=ctx.reference_source,
         versions=run_versions(EngineVersions.model_validate(reference.get("versions", {})), params.model),
+        environment=collect_environment(ctx.started_at, (utc_now() - ctx.started_at).total_seconds()),
     )
     summary.checks = evaluate_checks(summary)
     summary.passed = all_passed(summary.checks)
@@ -616,4 +647,9 @@ def disagreement_frame(table: pd.DataFrame, scorer: str, limit: int = 20) -> pd.
 
 
 def checks_frame(summary: RunSummary) -> pd.DataFrame:
-    return pd.DataFrame([c.model_dump() for c in summary.checks]).set_index("name")
+    """One row per check, its numbers written for people; a switched-off (skipped) check requires nothing: "off"."""
+    from workbench.core.pages import number
+
+    return pd.DataFrame([{"name": c.name, "status": c.status, "observed": number(c.observed),
+                          "required": "off" if c.status == "skipped" else number(c.required), "message": c.message}
+                         for c in summary.checks]).set_index("name")
