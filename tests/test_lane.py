@@ -247,6 +247,20 @@ def test_the_tiny_cpu_lane_starts_one_reference_engine_and_a_rerun_none(tmp_path
     assert [r["token_ids"] for r in follower_ref["output_match"]] == [r["token_ids"] for r in leader_ref["output_match"]]
     assert json.loads((k3 / "summary.json").read_text())["reference_source"]["kind"] == "lane"
     assert json.loads((k3 / "summary.json").read_text())["params"]["num_speculative_tokens"] == 3
+    # the lane's JUnit file: a testsuite per case, a testcase per check with its verdict
+    from junitparser import Failure, JUnitXml, Skipped
+
+    from workbench.records import load_summary
+
+    suites = {suite.name: suite for suite in JUnitXml.fromfile(str(tmp_path / "first.xml"))}
+    assert set(suites) == {"tiny-mtp-k1", "tiny-mtp-k3"}
+    for name, suite in suites.items():
+        summary = load_summary(tmp_path / "first" / name)
+        cases = {case.name: case for case in suite}
+        assert list(cases) == [c.name for c in summary.checks] and summary.checks
+        for check in summary.checks:
+            kinds = [type(r) for r in cases[check.name].result]
+            assert kinds == {"passed": [], "failed": [Failure], "skipped": [Skipped]}[check.status], check
     page = (tmp_path / "first" / "report.html").read_text()
     assert "tiny-mtp-k1/report.html" in page and "tiny-mtp-k3/report.html" in page
     # the same lane again: the cached reference serves both cases, no reference engine starts

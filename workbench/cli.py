@@ -28,6 +28,10 @@ DELEGATED: dict[str, tuple[str, str]] = {
                  "positive controls: clean and injected runs (see `workbench controls --help`)"),
     "baseline": ("workbench.baseline.cli", "record a finished run as a baseline (see `workbench baseline --help`)"),
     "lane": ("workbench.lane.cli", "a CI lane: several cases, one reference (see `workbench lane --help`)"),
+    "sweep": ("workbench.sweep.cli", "one case over varied params keys, one reference per key, local or on Ray "
+                                     "(see `workbench sweep --help`)"),
+    "site": ("workbench.site.cli", "a static site of every run: index, case histories, comparisons "
+                                   "(see `workbench site --help`)"),
     "train-tiny": ("workbench.tinymodel.train", "train the tiny Qwen3.5 stand-in (see `workbench train-tiny --help`)"),
 }
 """Commands that read their own arguments: name -> (module with `main(argv) -> int` and `parser()`, help)."""
@@ -52,7 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--junit-xml", type=Path, metavar="PATH", default=None,
                        help="write a JUnit XML file: a testsuite for the case, a testcase per check "
                             "(README, CI outputs)")
+        p.add_argument("--cache-dir", type=str, metavar="DIR", default=None,
+                       help="the folder of the engines' compile caches (vLLM, Triton, Inductor, FlashInfer), reused "
+                            "by later runs; same as -p cache_dir DIR (default ~/.cache/mtp-workbench/compile)")
         if name == "run":
+            p.add_argument("--benchmark-json", type=Path, metavar="FILE", default=None,
+                           help="write the headline numbers (accuracies, acceptance length, output match, tokens/s) "
+                                "in github-action-benchmark's customBiggerIsBetter format (README, the site)")
             p.add_argument("--allow-no-checks", action="store_true",
                            help="run a case whose every check is switched off (it then checks nothing)")
             p.add_argument("--baseline", type=Path, metavar="FILE", default=None,
@@ -91,11 +101,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     notebook = {"run": "mtp_correctness.ipynb", "audit": "no_sync_audit.ipynb"}[args.command]
     try:
+        from workbench.core.caches import check_cache_dir
         from workbench.core.notebook import run_notebook_case
         from workbench.core.params import check_against_vllm
         from workbench.core.resources import resolve_case
 
         overrides = _overrides(args.param)
+        if args.cache_dir is not None:
+            pass
         if args.command == "run":
             from workbench.correctness.preflight import preflight as correctness_preflight
             from workbench.inject.stages import check_params as check_injection
@@ -116,13 +129,19 @@ def main(argv: list[str] | None = None) -> int:
                     raise ParamsError(f"{path}: key 'inject': faults are injected by `workbench run` (the speculative "
                                       "engine of a correctness run); the audit installs none", key="inject", path=path)
                 check_against_vllm(params, path)
+                check_cache_dir(params.cache_dir, path)
         from workbench.ci import case_publisher, check_junit_path
 
+        from workbench.site.benchmark import benchmark_on_finished, check_benchmark_path
+
         check_junit_path(args.junit_xml)  # bad input (exit 2) before anything starts
+        benchmark_json = getattr(args, "benchmark_json", None)
+        check_benchmark_path(benchmark_json)
         params_file = resolve_case(args.params)
         case = params_file.stem if args.command == "run" else f"{params_file.stem}-audit"
+        on_finished = benchmark_on_finished(benchmark_json, case_publisher(case, args.junit_xml))
         return int(run_notebook_case(notebook, params_file, overrides, args.out, args.show_code, force=args.force,
-                                     preflight=preflight, on_finished=case_publisher(case, args.junit_xml)))
+                                     preflight=preflight, on_finished=on_finished))
     except WorkbenchError as exc:
         print(f"workbench: error: {exc}", file=sys.stderr)
         return int(exc.exit_code)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from typing import Any
 from workbench.calibration.stats import (calibrate, calibrate_from_runs, detection_from_controls, questions_needed,
                                          to_json, write_threshold)
 from workbench.core.errors import CalibrationError, ExitCode, NotebookError, WorkbenchError
-from workbench.records import CalibrationHeadline, RunSummary
+from workbench.records import CalibrationHeadline, RunSummary, load_summary
 from workbench.core.resources import default_results_dir, notebook_path
 from workbench.core.rundir import write_summary
 
@@ -43,8 +44,10 @@ def run_calibration(run_dirs: list[Path], out_dir: Path, scorer: str = "upstream
     The single place where the RUN_DIR form produces its output folder: executing
     notebooks/calibrate_threshold.ipynb with papermill (and report.html) slots in here.
     """
-    from workbench.core.notebook import execute, export_html
+    from workbench.core.environment import collect_environment, stamp_environment, utc_now
+    from workbench.core.notebook import execute, render_report
 
+    started_at, started = utc_now(), time.monotonic()
     result = calibrate_from_runs(run_dirs, scorer, max_false_failure, threshold)
     if controls is not None:
         result["controls_detection"] = detection_from_controls(controls)
@@ -54,20 +57,25 @@ def run_calibration(run_dirs: list[Path], out_dir: Path, scorer: str = "upstream
         runs=result["runs"], accuracy=result["accuracy"], questions=result["questions"],
         recommended_threshold=result["recommended_threshold"],
         false_failure_probability=result["false_failure_probability"],
-        output_match_mode=result.get("output_match_mode"))))
+        output_match_mode=result.get("output_match_mode")), environment=collect_environment(started_at)))
     executed = out_dir / NOTEBOOK.name
     outcome = execute(NOTEBOOK, executed, {
         "run_dirs": [str(Path(d).resolve()) for d in run_dirs], "threshold": threshold,
         "max_false_failure": max_false_failure, "scorer": scorer, "out_dir": str(out_dir),
         "controls": str(Path(controls).resolve()) if controls is not None else None}, cwd=out_dir)
+    if outcome.status != "ok":  # the report opens with it
+        summary = load_summary(out_dir)
+        write_summary(out_dir, summary.model_copy(update={"passed": False, "status": "error",
+                                                          "error": f"{NOTEBOOK.name} failed: {outcome.message}"}))
+    stamp_environment(out_dir, started_at, time.monotonic() - started)
     if executed.exists():
-        export_html(executed, out_dir / "report.html")
+        render_report(out_dir, executed)
     if outcome.status != "ok":
         raise NotebookError(f"{NOTEBOOK.name} failed: {outcome.message} (see {executed})", path=executed)
     return result
 
 
-def _parser() -> argparse.ArgumentParser:
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="workbench calibrate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dirs", nargs="*", type=Path, metavar="RUN_DIR", help="finished run folders")
@@ -148,7 +156,7 @@ def _validate(args: argparse.Namespace) -> None:
 def main(argv: list[str]) -> int:
     """Entry point of `workbench calibrate` (argv without the subcommand)."""
     try:
-        args = _parser().parse_args(argv)
+        args = parser().parse_args(argv)
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
         return int(exc.code or 0)
     try:

@@ -19,7 +19,7 @@ from workbench.core.rundir import claim_run_folder, new_run_dir
 from workbench.correctness.workloads import WORKLOADS
 
 
-def _parser() -> argparse.ArgumentParser:
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="workbench controls", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("params", type=Path, help="params YAML file or packaged case name")
@@ -66,7 +66,7 @@ def validate(params_file: Path, overrides: dict, injections: list[str], workload
 
 
 def main(argv: list[str]) -> int:
-    args = _parser().parse_args(argv)
+    args = parser().parse_args(argv)
     try:
         from workbench.controls.report import write_report
         from workbench.controls.runner import run_controls

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 import traceback
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -16,7 +17,8 @@ from typing import Any
 
 from workbench.core.errors import ExitCode, RunFolderError, WorkbenchError
 from workbench.core.processes import ProcessTree
-from workbench.core.params import load_params
+from workbench.core.environment import stamp_environment, utc_now
+from workbench.core.params import case_name, load_params
 from workbench.records import RunSummary, load_summary
 from workbench.core.resources import notebook_path
 from workbench.core.rundir import claim_run_folder, write_summary
@@ -71,11 +73,14 @@ def execute(notebook: Path, output: Path, parameters: dict[str, Any], cwd: Path)
 
 
 def export_html(executed: Path, html: Path, show_input: bool = False, drop_tags: tuple[str, ...] = ("widget",),
-                banner: str | None = None) -> Path:
+                banner: str | None = None, head: str | None = None) -> Path:
     """Self-contained HTML (figures are embedded PNG), code cells hidden unless asked for.
 
     Cells tagged `widget` (live JupyterLab controls) are dropped: a static page cannot run them.
     `banner` (plain text, escaped here) opens the page: why a run stopped, before anything else.
+    `head` (HTML built by `core.pages.report_head`, its texts escaped there) opens it before that: the
+    verdict, key numbers, environment and contents. Text a cell wrote to stderr (library progress bars,
+    warnings) stays in the executed notebook and is left out of the report.
     """
     import html as html_lib
 
@@ -84,18 +89,35 @@ def export_html(executed: Path, html: Path, show_input: bool = False, drop_tags:
     from nbconvert.preprocessors import TagRemovePreprocessor
     from nbformat.v4 import new_markdown_cell
 
+    from workbench.core.pages import insert_toc
+
     exporter = HTMLExporter(template_name="workbench_report", extra_template_basedirs=[str(TEMPLATES)],
                             exclude_input=not show_input, exclude_input_prompt=True, exclude_output_prompt=True)
     exporter.register_preprocessor(TagRemovePreprocessor(remove_cell_tags=set(drop_tags), enabled=True), enabled=True)
     notebook = nbformat.read(str(executed), as_version=4)
     if drop_tags:
         notebook.metadata.pop("widgets", None)  # the dropped widgets' saved state would be embedded otherwise
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in cell.outputs if not (o.output_type == "stream" and o.name == "stderr")]
     if banner:
         text = html_lib.escape(banner).replace("\n", "<br>")
         notebook.cells.insert(0, new_markdown_cell(f'<div class="workbench-banner"><strong>{text}</strong></div>'))
-    body, _ = exporter.from_notebook_node(notebook)
-    html.write_text(body, encoding="utf-8")
+    body, _ = exporter.from_notebook_node(notebook, resources={"workbench_head": head or ""})
+    html.write_text(insert_toc(body), encoding="utf-8")
     return html
+
+
+def render_report(run_dir: Path, executed: Path, show_input: bool = False, notes: list[str] | None = None) -> Path:
+    """report.html of a run folder, verdict first: its summary.json's verdict, key numbers and environment
+    (`core.pages.report_head`), `notes` (an injected fault, ...), then the executed notebook."""
+    from workbench.core.pages import report_head
+
+    try:
+        summary = load_summary(run_dir)
+    except WorkbenchError:
+        summary = None
+    return export_html(executed, run_dir / "report.html", show_input=show_input, head=report_head(summary, notes))
 
 
 @contextmanager
@@ -174,13 +196,16 @@ def _finish_summary(run_dir: Path, kind: str, params: Any, status: str, message:
 
 def run_notebook_case(notebook: str, params_file: Path, overrides: dict[str, Any], out: Path | None,
                       show_input: bool = False, force: bool = False,
-                      preflight: Callable[[Any, Path], None] | None = None) -> ExitCode:
+                      preflight: Callable[[Any, Path], None] | None = None,
+                      on_finished: Callable[[Path, ExitCode], None] | None = None) -> ExitCode:
     """Validate, execute the notebook into a run folder, render the report, map the outcome to an exit code.
 
     Bad input raises (`ParamsError` and other `BadInputError`s: exit 2) before anything starts; `preflight`
     is the flow's own check of the params. Every process the run starts is remembered (`ProcessTree`), and
     none outlives it: not on success, an error, a dead kernel, or a cancel (SIGTERM/SIGINT, exit 4),
-    after which summary.json and report.html say "cancelled" and keep what had finished.
+    after which summary.json and report.html say "cancelled" and keep what had finished. `on_finished(run_dir,
+    exit_code)` is called once the run folder is final (report and summary written or given up on), whatever
+    the outcome: the CI outputs are written from it.
     """
     params = load_params(params_file, overrides)
     if preflight is not None:
@@ -189,7 +214,9 @@ def run_notebook_case(notebook: str, params_file: Path, overrides: dict[str, Any
     kind = "audit" if notebook.startswith("no_sync") else "correctness"
     executed = run_dir / notebook
     print(f"[workbench] {params_file} -> {run_dir}", flush=True)
+    started_at, started = utc_now(), time.monotonic()
     tree = ProcessTree(os.getpid())  # the kernel, the engine children, vLLM's processes: all remembered
+    exit_code = ExitCode.ERROR  # what on_finished hears when an error escapes
     try:
         try:
             with cancellable(tree) as cancelled, progress_lines(run_dir):
@@ -205,12 +232,20 @@ def run_notebook_case(notebook: str, params_file: Path, overrides: dict[str, Any
             tree.stop()
             if leftovers:
                 _log(run_dir, f"stopped {len(leftovers)} process(es) the run left behind: {leftovers}")
-        return _report_and_exit(run_dir, executed, kind, params, outcome, show_input)
+        stamp_environment(run_dir, started_at, time.monotonic() - started, kind=kind, params=params,
+                          case=case_name(params_file))
+        exit_code = _report_and_exit(run_dir, executed, kind, params, outcome, show_input)
+        return exit_code
     except OSError as exc:  # unwritable or full disk while writing the report or summary
         _log(run_dir, traceback.format_exc())
         raise RunFolderError(f"{run_dir}: cannot write the run's files: {exc.strerror or exc}", path=run_dir) from exc
+    except KeyboardInterrupt:  # Ctrl-C after the notebook, while the report renders
+        exit_code = ExitCode.CANCELLED
+        raise
     finally:
         lock.release()
+        if on_finished is not None:
+            on_finished(run_dir, exit_code)
 
 
 BANNERS = {"error": "ERROR", "cancelled": "CANCELLED"}
@@ -244,10 +279,9 @@ def _report_and_exit(run_dir: Path, executed: Path, kind: str, params: Any, outc
         _finish_summary(run_dir, kind, params, outcome.status, outcome.message)
     html = None
     if executed.exists():
-        status = f"{BANNERS[outcome.status]}: {outcome.message}" if outcome.status in BANNERS else None
-        banner = "\n".join(filter(None, (status, injection_banner(run_dir, params)))) or None
-        try:
-            html = export_html(executed, run_dir / "report.html", show_input=show_input, banner=banner)
+        injected = injection_banner(run_dir, params)
+        try:  # the verdict (and why a run stopped) comes from summary.json, which says it by now
+            html = render_report(run_dir, executed, show_input, notes=[injected] if injected else None)
         except Exception as exc:  # the summary is on disk already; the report is lost, not the run
             _log(run_dir, traceback.format_exc())
             _finish_summary(run_dir, kind, params, "error", f"report not rendered: {type(exc).__name__}: {exc}")

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from workbench.core.errors import ExitCode, WorkbenchError
+from workbench.ci import CaseResult, check_junit_path, publish
 from workbench.core.params import parse_override
 
 
@@ -34,7 +35,12 @@ def parser() -> argparse.ArgumentParser:
                                                                "(same as -p baseline FILE)")
     p.add_argument("--max-parallel", type=int, default=None, help="cases run at once (default: the lane file's "
                                                                   "max_parallel_cases)")
+    p.add_argument("--cache-dir", type=str, metavar="DIR", default=None,
+                   help="the compile caches' folder of every case's engines (same as -p cache_dir DIR)")
     p.add_argument("--force", action="store_true", help="clear --out first when it already holds a lane")
+    p.add_argument("--benchmark-json", type=Path, metavar="FILE", default=None,
+                   help="write every case's headline numbers in github-action-benchmark's customBiggerIsBetter "
+                        "format")
     return p
 
 
@@ -51,12 +57,15 @@ def main(argv: list[str]) -> int:
         overrides = dict(parse_override(k, v) for k, v in (args.param or []))
         if args.baseline is not None:
             overrides["baseline"] = str(args.baseline.resolve())
+        if args.cache_dir is not None:
+            overrides["cache_dir"] = str(Path(args.cache_dir).expanduser().resolve())
         spec, cases = load_lane(args.lane, overrides)
         for case in cases:  # every case's bad input refused before any engine of the lane starts
             preflight(load_params(case.params_file, case.overrides), case.params_file)
-        ci_check = _ci_preflight()
-        if ci_check is not None:
-            ci_check(args.junit_xml)
+        check_junit_path(args.junit_xml)
+        from workbench.site.benchmark import check_benchmark_path, lane_entries, write_benchmark_json
+
+        check_benchmark_path(args.benchmark_json)
         out, lock = claim_run_folder(args.out, args.lane, args.force)
         try:
             print(f"[lane] {args.lane} -> {out}", flush=True)
@@ -65,6 +74,8 @@ def main(argv: list[str]) -> int:
                                echo=lambda line: print(line, flush=True))
             report = write_report(summary, out)
             _publish(summary, args.junit_xml)
+            if args.benchmark_json is not None:
+                write_benchmark_json(args.benchmark_json, lane_entries(summary))
         finally:
             lock.release()
         print(f"[lane] lane.json: {out / 'lane.json'}", flush=True)
@@ -83,20 +94,7 @@ def main(argv: list[str]) -> int:
         return int(ExitCode.CANCELLED)
 
 
-def _ci_preflight():
-    """The CI outputs' own check of --junit-xml (bad input before anything starts), when available."""
-    try:
-        from workbench.ci import check_junit_path
-    except ImportError:
-        return None
-    return check_junit_path
-
-
 def _publish(summary, junit_xml: Path | None) -> None:
     """JUnit, the GitHub step summary and Buildkite annotations for every case of the lane."""
-    try:
-        from workbench.ci import CaseResult, publish
-    except ImportError:  # TODO(lane): workbench.ci lands beside this
-        return
-
-    publish([CaseResult.from_run(c.name, Path(c.run_dir), c.exit_code) for c in summary.cases], junit_xml)
+    publish([CaseResult.from_run(c.name, Path(c.run_dir), c.exit_code, duration_s=c.wall_s) for c in summary.cases],
+            junit_xml)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from jinja2 import Environment, select_autoescape
 
+from workbench.core.pages import environment_block, group_environment
 from workbench.records import LaneSummary, RunSummary, load_summary
 
 TEMPLATE = """<!DOCTYPE html>
@@ -25,6 +26,7 @@ passed; {{ s.reference_runs }} reference engine(s) started for {{ s.reference_ke
 {%- if s.reused_from_cache %}, {{ s.reused_from_cache }} case(s) reused a cached reference{% endif %}.</p>
 <h1>Lane {{ name }}</h1>
 {% if s.description %}<p>{{ s.description }}</p>{% endif %}
+{{ environment }}
 <table><tr><th>verdict</th><th>case</th><th>failed checks / error</th><th>acceptance length</th>
 <th>output match</th><th>accuracy (reference / speculative)</th><th>reference</th><th>wall</th><th>report</th></tr>
 {% for c in s.cases %}{% set r = runs[c.name] %}
@@ -55,9 +57,10 @@ def _summary(run_dir: str) -> RunSummary | None:
 
 def write_report(summary: LaneSummary, out: Path) -> Path:
     env = Environment(autoescape=select_autoescape(default=True, default_for_string=True))
+    runs = {c.name: _summary(c.run_dir) for c in summary.cases}
     page = env.from_string(TEMPLATE).render(
-        s=summary, name=Path(summary.lane).stem, passed=sum(c.passed for c in summary.cases),
-        runs={c.name: _summary(c.run_dir) for c in summary.cases},
+        s=summary, name=Path(summary.lane).stem, passed=sum(c.passed for c in summary.cases), runs=runs,
+        environment=environment_block(*group_environment([r for r in runs.values() if r], summary.wall_s)),
         verdict=lambda code: VERDICTS.get(code, ("ERROR", "error"))[0],
         css=lambda code: VERDICTS.get(code, ("ERROR", "error"))[1],
         fmt=lambda value, spec=".4f": "—" if value is None else format(value, spec),

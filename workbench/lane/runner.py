@@ -13,6 +13,7 @@ storing one stops its followers, which then end as errors naming it. Each case's
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from workbench.ci import without_ci_pages
 from workbench.core.errors import ExitCode
 from workbench.core.params import load_params
 from workbench.correctness import reference_cache
@@ -165,8 +167,9 @@ def run_lane(lane_file: Path, description: str, cases: list[LaneCase], out: Path
                 run_dir = out / planned.case.name
                 planned.log = out / "logs" / f"{planned.case.name}.out"
                 with open(planned.log, "w", encoding="utf-8") as log:
+                    # the lane publishes every case's CI outputs once, at its end: the cases publish none
                     planned.process = subprocess.Popen(_command(planned, run_dir), stdout=log, stderr=subprocess.STDOUT,
-                                                       start_new_session=False)
+                                                       env=without_ci_pages(os.environ))
                 planned.started = time.perf_counter()
                 running.append(planned)
                 echo(f"[lane] {planned.case.name}: started ({planned.role}) -> {run_dir}")
