@@ -333,10 +333,11 @@ def test_an_injected_run_fails_a_check_and_says_what_was_injected(clean_run, tmp
 
 
 @pytest.mark.vllm
-@pytest.mark.parametrize("fault", FAULT_NAMES)
+@pytest.mark.parametrize("fault", [name for name in FAULT_NAMES if name != "stale_accepted_tokens"])
 def test_every_fault_at_its_default_rate_fails_a_check(clean_run, tmp_path, fault) -> None:
     """The positive control per fault: on the clean run's reference (`reference_record`), the injected
-    speculative engine fails a check the clean one passed, and the summary counts the corrupted rows."""
+    speculative engine fails a check the clean one passed, and the summary counts the corrupted rows.
+    (`stale_accepted_tokens` is the fault of the test above, at its default rate: one engine run less.)"""
     out = tmp_path / fault
     result = run_cli("run", str(TINY_PARAMS), "--inject", fault, *SMALL,
                      "-p", "reference_record", str(clean_run / "records" / "reference.json"), "--out", str(out))
