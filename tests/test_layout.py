@@ -82,7 +82,8 @@ def test_check_registry_is_what_every_summary_is_judged_by(recorded, tmp_path) -
 
     names = [c.name for c in checks_for("correctness")]
     assert names == ["reference_accuracy", "speculative_accuracy", "output_match", "acceptance_length",
-                     "async_scheduling"]
+                     "async_scheduling", "acceptance_length_vs_baseline", "acceptance_per_position_vs_baseline",
+                     "accuracy_vs_baseline"]
 
     @register_check("always_fails", kinds=("correctness",))
     def always_fails(summary) -> Check:

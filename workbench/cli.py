@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
 
         overrides = _overrides(args.param)
         if args.cache_dir is not None:
-            pass
+            overrides["cache_dir"] = str(Path(args.cache_dir).expanduser().resolve())
         if args.command == "run":
             from workbench.correctness.preflight import preflight as correctness_preflight
             from workbench.inject.stages import check_params as check_injection

