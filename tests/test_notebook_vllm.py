@@ -114,6 +114,55 @@ def test_report_is_self_contained_and_hides_code(passing_run) -> None:
     assert not re.search(r"<script[^>]*src=", html)  # opens offline: no web-loaded scripts
 
 
+def test_each_engines_start_is_broken_down_from_its_own_log(passing_run) -> None:
+    """Issue 16 on the real engines: each start by phase, read from vLLM's lines in that engine's own log, adding up
+    to its measured start; no compile-cache verdict for eager engines; the report draws it."""
+    _, out = passing_run
+    summary = json.loads((out / "summary.json").read_text())
+    for label in ("reference", "speculative"):
+        phases = summary[label]["start_breakdown"]
+        assert sum(phases.values()) == pytest.approx(summary[label]["timings"]["init_s"], rel=0.10)
+        assert phases["weights_load"] > 0 and phases["profile_kv_cache_warmup"] > 0, phases  # vLLM's own lines
+        assert summary[label]["start_cache_hit"] is None  # enforce_eager: nothing compiled
+        record = json.loads((out / "records" / f"{label}.json").read_text())
+        log = re.sub(r"\x1b\[[0-9;]*m", "", (out / "logs" / f"{label}.log").read_text())
+        assert record["start_log"] and all(line in log for line in record["start_log"])
+    notebook = json.loads((out / "mtp_correctness.ipynb").read_text())
+    [cell] = [c for c in notebook["cells"] if "figures.start_breakdown(" in "".join(c["source"])]
+    assert any("image/png" in output.get("data", {}) for output in cell["outputs"])
+
+
+def test_the_real_report_opens_with_its_verdict_and_environment(passing_run, tmp_path) -> None:
+    """Issue 17 on the real notebook: verdict first, the environment recorded at run time, numbers for people, no
+    stray stderr (the next test opens it in headless Chromium: it loads nothing and logs no error)."""
+    _, out = passing_run
+    summary = json.loads((out / "summary.json").read_text())
+    env = summary["environment"]
+    assert env["hardware"]["name"] and env["git_commit"] and env["wall_s"] > 0 and env["started_at"]
+    html = (out / "report.html").read_text()
+    assert html.index('class="wb-verdict') < html.index("<b>Case</b>")
+    assert "Generating test split" not in html and "examples/s" not in html  # datasets' progress bars
+    assert not re.search(r">-?\d+\.\d{6,}<", html), "a float printed with six decimals"
+    assert ">NaN<" not in html and "carries none" in html  # why few prompts carry per-request counts
+
+
+def test_the_real_report_in_chromium(passing_run, tmp_path) -> None:
+    from cdp import Browser, find_chromium
+
+    _, out = passing_run
+    chromium = find_chromium()
+    if chromium is None:
+        pytest.skip("no Chromium on this machine (make test installs Debian's chromium where apt-get can)")
+    browser = Browser(chromium, tmp_path / "profile")
+    try:
+        page = browser.page().open((out / "report.html").as_uri())
+        page.screenshot(tmp_path / "report.png")
+        assert not page.leaving and not page.errors, (page.leaving, page.errors)
+        assert page.evaluate("document.body.innerText.trim().split('\\n')[0]").startswith("PASSED")
+    finally:
+        browser.close()
+
+
 def test_threshold_099_fails_with_exit_1_and_report_shows_it(tmp_path) -> None:
     out = tmp_path / "fail"
     result = run_cli("run", str(TINY_PARAMS), "-p", "threshold", "0.99", "-p", "num_questions", "4",

@@ -23,6 +23,7 @@ from workbench.audit import checks as _registers_audit_checks  # noqa: F401  (re
 from workbench.audit.child import AUDIT_PROMPTS, AUDIT_SAMPLING, AuditJob, run_audit_job
 from workbench.audit.hook import probe_env, write_sitecustomize
 from workbench.audit.probe import count_events, read_events, set_phase
+from workbench.core.caches import compile_cache_dir, compile_cache_env
 from workbench.core.checks import all_passed, evaluate_checks
 from workbench.core.params import CaseParams, case_name
 from workbench.records import EngineVersions, RunSummary
@@ -69,6 +70,7 @@ def run_audit(params: CaseParams, run_dir: Path, positive_control: bool = True) 
     env = probe_env(probe_log, control, probe_dir)
     if params.cpu_kvcache_space_gib:
         env["VLLM_CPU_KVCACHE_SPACE"] = str(params.cpu_kvcache_space_gib)
+    env.update(compile_cache_env(compile_cache_dir(params.cache_dir)))
     job = AuditJob(label="audit", llm_kwargs=audit_llm_kwargs(params), prompts=list(AUDIT_PROMPTS),
                    sampling=dict(AUDIT_SAMPLING), positive_control=positive_control,
                    record_path=str(records / "audit.json"), log_path=str(run_dir / "logs" / "audit.log"),

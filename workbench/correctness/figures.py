@@ -8,6 +8,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from workbench.records import StartBreakdown
+
 COLORS = {"reference": "#4C72B0", "speculative": "#DD8452"}
 
 
@@ -56,14 +58,23 @@ def acceptance_length(accept: dict[str, Any], num_speculative_tokens: int) -> pl
         ax_hist.hist(per_prompt, bins=20, color=COLORS["speculative"], alpha=0.85)
         ax_hist.set_xlabel("acceptance length per GSM8k prompt")
         ax_hist.set_ylabel("prompts")
-        # vLLM attaches per-request counts to some outputs only; say how many this histogram covers
         ax_hist.set_title(f"{len(per_prompt)} of {len(prompts)} prompts carry per-request counts", fontsize=9)
     else:
-        ax_hist.text(0.5, 0.5, "no per-prompt counts from this vLLM", ha="center", va="center")
+        ax_hist.text(0.5, 0.5, f"none of the {len(prompts)} prompts carries per-request counts", ha="center",
+                     va="center", fontsize=9)
         ax_hist.set_axis_off()
+    if len(per_prompt) < len(prompts):
+        fig.text(0.5, 0.01, PER_REQUEST_NOTE, ha="center", va="bottom", fontsize=7.5, color="dimgray", wrap=True)
     fig.suptitle("Acceptance length (1 + accepted / drafts)")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.09 if len(per_prompt) < len(prompts) else 0, 1, 1))
     return fig
+
+
+PER_REQUEST_NOTE = ("Why so few: vLLM attaches per-request counts only to requests its engine core finishes (EOS token "
+                    "or max_tokens). A request ended by a stop string (GSM8k's \"Question\") is finished by vLLM's "
+                    "front end and carries none.\nThe overall acceptance length (left) counts every prompt.")
+"""Why the per-request histogram covers only some prompts (vLLM's scheduler sends `spec_decode_metrics` with
+a request's final output only when it finishes the request itself; stop strings are checked in the front end)."""
 
 
 def per_position_acceptance(rates: list[float]) -> plt.Figure:
@@ -138,6 +149,46 @@ def match_classes(match: dict[str, Any]) -> plt.Figure:
     ax.set_title(f"Greedy outputs per prompt kind ({mode} mode: {judged}/{match['total']} counted as matching, "
                  f"{match.get('required_matches', '?')} required)", fontsize=9)
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)
+    ax.invert_yaxis()
+    fig.tight_layout()
+    return fig
+
+
+START_PHASE_COLORS = {"weights_load": "#4C72B0", "compile": "#C44E52", "profile_kv_cache_warmup": "#DD8452",
+                      "cuda_graph_capture": "#8172B3", "other": "#B0B0B0"}
+"""One color per phase of `records.StartBreakdown`, in its field order."""
+START_PHASE_LABELS = {"weights_load": "weights load", "compile": "compile (torch.compile)",
+                      "profile_kv_cache_warmup": "profiling, KV cache, warmup", "cuda_graph_capture": "CUDA graph capture",
+                      "other": "other (processes, imports, config)"}
+
+
+def _cache_text(hit: bool | None) -> str:
+    return {True: "compile cache hit", False: "compiled afresh", None: "nothing compiled"}[hit]
+
+
+def start_breakdown(records: dict[str, dict[str, Any]]) -> plt.Figure:
+    """Each engine's start as one stacked bar: its phases (`start_breakdown`, read from vLLM's log) adding up to
+    its measured start (`init_s`), with whether compiling hit vLLM's compile cache."""
+    labels = list(records)
+    breakdowns = [StartBreakdown.model_validate(r["start_breakdown"]) if r.get("start_breakdown") else None
+                  for r in records.values()]
+    fig, ax = plt.subplots(figsize=(9, 1.4 + 0.6 * len(labels)))
+    left = np.zeros(len(labels))
+    for phase in StartBreakdown.model_fields:
+        values = np.array([getattr(b, phase) if b else 0.0 for b in breakdowns])
+        bars = ax.barh(labels, values, left=left, color=START_PHASE_COLORS[phase], label=START_PHASE_LABELS[phase])
+        total = np.maximum(np.array([b.total if b else 0.0 for b in breakdowns]), 1e-9)
+        ax.bar_label(bars, labels=[f"{v:.1f}" if v / t >= 0.06 else "" for v, t in zip(values, total)],
+                     label_type="center", fontsize=8)
+        left += values
+    for row, (label, record, b) in enumerate(zip(labels, records.values(), breakdowns)):
+        text = (f"{b.total:.1f} s, {_cache_text(record.get('start_cache_hit'))}" if b else
+                "no start breakdown in this record")
+        ax.text(left[row] if b else 0, row, f"  {text}", va="center", fontsize=8)
+    ax.set_xlim(0, max(float(left.max()), 1.0) * 1.35)
+    ax.set_xlabel("seconds of engine start (vllm.LLM(...)), from vLLM's own timing lines; other = the rest")
+    ax.set_title("Where each engine's start went", fontsize=10)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.35 - 0.1 / len(labels)), ncol=3, fontsize=8, frameon=False)
     ax.invert_yaxis()
     fig.tight_layout()
     return fig

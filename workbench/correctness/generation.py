@@ -15,6 +15,7 @@ from typing import Any
 
 from workbench.core.engine import (ChildJob, ChildState, child_frame, generate, progress_bar, progress_path,
                                    scheduling_facts, supported_llm_kwargs)
+from workbench.core.startlog import log_offset, read_start_log
 from workbench.correctness.workloads import submitter
 from workbench.inject.runtime import install_from_env as install_injected_fault
 from workbench.records import EngineRecord
@@ -64,9 +65,11 @@ def _correctness_body(job: EngineJob, state: ChildState) -> None:
     from vllm import LLM  # imported in the child only: the parent never loads vLLM
 
     record = state.record
+    offset = log_offset(job.log_path)  # the start's own lines follow: vLLM's processes append to this log
     started = time.perf_counter()
     state.llm = LLM(**supported_llm_kwargs(job.llm_kwargs))
     record["init_s"] = time.perf_counter() - started
+    record.update(read_start_log(job.log_path, offset, record["init_s"]).model_dump())
     record.update(scheduling_facts(state.llm), workload=job.workload)
     progress = progress_path(job)
     submit = submitter(job.workload, job.workload_seed)
