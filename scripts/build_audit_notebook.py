@@ -25,8 +25,9 @@ cells = [
                   'positive_control = True  # afterwards force lazy inits in the model process: they must be counted',
                   metadata={"tags": ["parameters"]}),
     new_code_cell("import pandas as pd\nfrom IPython.display import HTML, Markdown, display\n\n"
-                  "from workbench.audit import stages, views\n\n"
+                  "from workbench.audit import stages, views\nfrom workbench.core.pages import use_people_tables\n\n"
                   "pd.set_option(\"display.max_colwidth\", 120)\n"
+                  "use_people_tables()  # no NaN, no six-decimal floats\n"
                   "ctx = stages.prepare(params_file, overrides, run_dir)\n"
                   "display(HTML(views.describe_case(ctx)))"),
     new_markdown_cell("## Engine run with the probe\nOne real `vllm.LLM` in a child process; the probe is loaded into "

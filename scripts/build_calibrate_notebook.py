@@ -21,8 +21,9 @@ cells = [
          'controls: Optional[str] = None  # a `workbench controls` folder: measured detection beside the power',
          metadata={"tags": ["parameters"]}),
     code("from pathlib import Path\n\nimport pandas as pd\nfrom IPython.display import display\n\n"
-         "from workbench.calibration import figures as cf\nfrom workbench.calibration import stats as calibration\n\n"
-         "pd.set_option(\"display.max_colwidth\", 200)\n"
+         "from workbench.calibration import figures as cf\nfrom workbench.calibration import stats as calibration\n"
+         "from workbench.core.pages import use_people_tables\n\n"
+         "pd.set_option(\"display.max_colwidth\", 200)\nuse_people_tables()  # no NaN, no six-decimal floats\n"
          "result = calibration.calibrate_inputs(run_dirs, accuracy, questions, threshold, max_false_failure, scorer,\n"
          "                                      controls)\n"
          "runs = calibration.load_runs(run_dirs) if run_dirs else []"),

@@ -10,19 +10,25 @@ cells = [
                    "output-match check. Parameters come from a `params/*.yaml` case; `workbench run` executes this notebook "
                    "with papermill."),
  new_code_cell('params_file = "../params/tiny-qwen3_5-cpu.yaml"  # a case from params/\noverrides = {}  # e.g. {"num_questions": 50}\nrun_dir = ""  # empty: a new folder under results/', metadata={"tags": ["parameters"]}),
- new_code_cell("import pandas as pd\nfrom IPython.display import HTML, display\n\nfrom workbench.correctness import figures, pipeline\n\n"
-               "pd.set_option(\"display.max_colwidth\", 120)\n"
+ new_code_cell("from workbench.correctness import pipeline\n\n"
                "ctx = pipeline.prepare(params_file, overrides, run_dir)\n"
+               "engines = pipeline.start_engines(ctx)  # they start now; the rest of the set-up runs meanwhile"),
+ new_code_cell("import pandas as pd\nfrom IPython.display import HTML, display\n\nfrom workbench.core.pages import use_people_tables\nfrom workbench.correctness import figures\n\n"
+               "pd.set_option(\"display.max_colwidth\", 120)\nuse_people_tables()  # no NaN, no six-decimal floats\n"
                "display(HTML(pipeline.describe_case(ctx)))"),
  new_markdown_cell("## Engine runs\nEach engine is a real `vllm.LLM` in its own child process (both at once when the case sets "
                    "`parallel_engines`); its full record is in `records/`."),
- new_code_cell('reference, speculative = pipeline.run_engines(ctx)\n'
+ new_code_cell('reference, speculative = pipeline.wait_engines(ctx, engines)\n'
                'display(pd.DataFrame([pipeline.timings(reference), pipeline.timings(speculative)], index=["reference", "speculative"]))'),
+ new_code_cell('fig = figures.start_breakdown({"reference": reference, "speculative": speculative})  # each start by phase, from vLLM\'s log'),
  new_markdown_cell("## GSM8k accuracy under every scorer"),
  new_code_cell("questions = pipeline.score(ctx, reference, speculative)\naccuracy = pipeline.accuracy_table(questions)\n"
                "display(pipeline.score_frame(questions).style.format(\"{:.4f}\"))\n"
                "fig = figures.accuracy_vs_threshold(accuracy, ctx.params.threshold, ctx.params.primary_scorer)"),
- new_markdown_cell("## Speculative decoding: acceptance"),
+ new_markdown_cell("## Speculative decoding: acceptance\nAcceptance rate and length over every GSM8k prompt, from "
+                   "vLLM's counters. The per-prompt histogram covers only the prompts vLLM sends per-request counts "
+                   "for: those its engine core finishes (EOS or max_tokens); a prompt ended by a stop string "
+                   "(upstream's \"Question\") is finished in vLLM's front end and carries none."),
  new_code_cell("accept = pipeline.acceptance(speculative)\ndisplay(pipeline.acceptance_frame(accept))\n"
                "fig = figures.acceptance_length(accept, ctx.params.num_speculative_tokens)\n"
                "fig = figures.per_position_acceptance(accept[\"acceptance_rate_per_position\"])"),

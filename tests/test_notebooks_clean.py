@@ -34,7 +34,8 @@ def test_correctness_notebook_parameters_match_the_cli() -> None:
 
 BUILDERS = {"mtp_correctness.ipynb": "build_correctness_notebook.py",
             "calibrate_threshold.ipynb": "build_calibrate_notebook.py",
-            "no_sync_audit.ipynb": "build_audit_notebook.py"}
+            "no_sync_audit.ipynb": "build_audit_notebook.py",
+            "sweep.ipynb": "build_sweep_notebook.py"}
 
 
 @pytest.mark.parametrize("notebook", sorted(BUILDERS))

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from jinja2 import Environment, select_autoescape
 
-from workbench.records import ControlsSummary
+from workbench.core.pages import environment_block, group_environment
+from workbench.records import ControlsSummary, read_summary
 
 TEMPLATE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>controls: {{ s.case }}</title>
@@ -20,7 +21,6 @@ table { border-collapse: collapse; margin: 1em 0; } td, th { border: 1px solid #
 td.caught { background: #e3f4e6; } td.missed { background: #fbe3e4; } td.error { background: #fff3cd; }
 pre { white-space: pre-wrap; margin: 0; max-width: 40em; }
 </style></head><body>
-<h1>Positive controls: {{ s.case }}</h1>
 <p class="verdict {{ 'pass' if s.passed else 'fail' }}">
 {% if s.passed %}PASSED: every clean run passed and every injection was caught
 ({{ s.injections | length }} injected runs under {{ s.workloads | join(', ') }}).
@@ -29,6 +29,8 @@ pre { white-space: pre-wrap; margin: 0; max-width: 40em; }
 {% if s.missed %} missed: {{ s.missed | join(', ') }};{% endif %}
 {% if s.errors %} errors: {{ s.errors | length }};{% endif %}
 {% endif %}</p>
+<h1>Positive controls: {{ s.case }}</h1>
+{{ environment }}
 {% if s.churn_only %}<p>Caught only under the churn workload: {{ s.churn_only | join(', ') }}.</p>{% endif %}
 <h2>Clean runs</h2>
 <table><tr><th>workload</th><th>status</th><th>failed checks</th><th>report</th></tr>
@@ -79,9 +81,11 @@ def render(summary: ControlsSummary, out_dir: Path) -> str:
         rates = {i.rate for i in summary.injections if i.name == name and i.rate is not None}
         return ", ".join(f"{r:g}" for r in sorted(rates)) or "—"
 
+    recorded = [s for s in map(read_summary, summary.run_dirs) if s is not None]
     env = Environment(autoescape=select_autoescape(default=True, default_for_string=True))
     return env.from_string(TEMPLATE).render(
         s=summary, names=names, cell=lambda n, w: by_cell.get((n, w)), rel=rel, rate=rate,
+        environment=environment_block(*group_environment(recorded)),
         fmt=lambda v: "—" if v is None else f"{v:.4f}")
 
 
