@@ -368,4 +368,5 @@ def test_a_two_cell_tiny_sweep_runs_one_reference_locally_and_on_a_ray_cluster_a
     assert [r["token_ids"] for r in follower_ref["gsm8k"]] == [r["token_ids"] for r in leader_ref["gsm8k"]]
     for where in ("local", "ray"):
         page = (tmp_path / where / "report.html").read_text()
-        assert "Fastest passing config" in page and "Per-position acceptance" in page
+        assert "Fastest passing config" in page and "Output match, with its control" in page
+        assert page.count("data:image/png") >= 4, "the four figures are embedded"
