@@ -199,6 +199,35 @@ def test_a_leader_without_a_reference_fails_its_followers_and_gpus_are_handed_ou
         assert sorted(result.device for result in results.values()) == ["cuda 0", "cuda 1", "cuda 2"]
 
 
+def test_a_cancelled_sweep_stops_its_cells_and_still_writes_sweep_json(tmp_path, monkeypatch) -> None:
+    """SIGTERM mid-sweep (a CI cancel): the running cell is stopped, the queued one never starts, exit 4."""
+    import signal
+    import threading
+
+    from workbench.records import load_sweep_summary
+    from workbench.sweep import executors
+    from workbench.sweep.runner import run_sweep
+
+    def stand_in(params_file, overrides, run_dir, log, env=None):
+        log.parent.mkdir(parents=True, exist_ok=True)
+        return subprocess.Popen([sys.executable, "-c", "import signal, sys, time\n"
+                                 "signal.signal(signal.SIGTERM, lambda *a: sys.exit(4))\ntime.sleep(120)"])
+
+    monkeypatch.setattr(executors, "start_cell", stand_in)
+    vary = parse_vary([("num_speculative_tokens", "1,2")])
+    cells = build_cells(TINY_PARAMS, vary, SMALL)
+    before = signal.getsignal(signal.SIGTERM)
+    threading.Timer(2.0, os.kill, (os.getpid(), signal.SIGTERM)).start()
+    started = time.monotonic()
+    summary = run_sweep(TINY_PARAMS, vary, SMALL, cells, executors.LocalExecutor(gpus=[], poll_s=0.1),
+                        tmp_path / "sweep", echo=lambda line: None)
+    assert time.monotonic() - started < 60
+    assert summary.exit_code == 4 and load_sweep_summary(tmp_path / "sweep").exit_code == 4
+    assert [c.exit_code for c in summary.cells] == [4, 4]
+    assert "cancelled (SIGTERM)" in summary.cells[0].error and "before this cell started" in summary.cells[1].error
+    assert signal.getsignal(signal.SIGTERM) == before, "the sweep's handler is gone once it ends"
+
+
 # ------------------------------------------------------------------ folders sent back by workers
 
 

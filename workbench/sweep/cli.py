@@ -39,6 +39,14 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def say(line: str, stream=None) -> None:
+    """A line for the terminal; a closed one (a CI log gone, `| head`) must not stop the sweep before sweep.json."""
+    try:
+        print(line, file=stream or sys.stdout, flush=True)
+    except OSError:
+        pass
+
+
 def make_executor(name: str, ray_address: str | None):
     if ray_address is not None and name != "ray":
         raise BadInputError("--ray-address needs --executor ray", key="--ray-address")
@@ -70,26 +78,29 @@ def _sweep(args: argparse.Namespace) -> int:
     try:
         executor.check(cells)
         out, lock = claim_run_folder(args.out, f"sweep-{params_file.stem}", args.force)
-        try:
-            print(f"[sweep] {params_file} x {len(cells)} cell(s) -> {out}", flush=True)
-            summary = run_sweep(params_file, vary, overrides, cells, executor, out,
-                                echo=lambda line: print(line, flush=True), ray_address=args.ray_address)
-        finally:
-            lock.release()
-    finally:
-        executor.close()  # a local Ray cluster is stopped before the report renders
-    code = summary.exit_code
+    except BaseException:
+        executor.close()
+        raise
     try:
-        print(f"[sweep] report: {write_report(out)}", flush=True)
-    except WorkbenchError as exc:  # the cells' verdicts stand; the sweep's report is lost: an error
-        print(f"[sweep] ERROR {exc}", file=sys.stderr, flush=True)
-        code = code if code == ExitCode.CANCELLED else max(code, int(ExitCode.ERROR))
+        try:
+            say(f"[sweep] {params_file} x {len(cells)} cell(s) -> {out}")
+            summary = run_sweep(params_file, vary, overrides, cells, executor, out, echo=say,
+                                ray_address=args.ray_address)
+        finally:
+            executor.close()  # a local Ray cluster is stopped before the report renders
+        code = summary.exit_code
+        try:
+            say(f"[sweep] report: {write_report(out)}")
+        except WorkbenchError as exc:  # the cells' verdicts stand; the sweep's report is lost: an error
+            say(f"[sweep] ERROR {exc}", sys.stderr)
+            code = code if code == ExitCode.CANCELLED else max(code, int(ExitCode.ERROR))
+    finally:
+        lock.release()
     passed = [c.name for c in summary.cells if c.passed]
     others = [c.name for c in summary.cells if not c.passed]
-    print(f"[sweep] sweep.json: {out / 'sweep.json'}\n[sweep] {VERDICTS.get(code, 'ERROR')}: {len(passed)} of "
-          f"{len(summary.cells)} cells passed{'; not passed: ' + ', '.join(others) if others else ''}; reference "
-          f"engines started: {summary.reference_runs}; fastest passing: {summary.fastest_passing or 'none'}",
-          flush=True)
+    say(f"[sweep] sweep.json: {out / 'sweep.json'}\n[sweep] {VERDICTS.get(code, 'ERROR')}: {len(passed)} of "
+        f"{len(summary.cells)} cells passed{'; not passed: ' + ', '.join(others) if others else ''}; reference "
+        f"engines started: {summary.reference_runs}; fastest passing: {summary.fastest_passing or 'none'}")
     return code
 
 
@@ -102,5 +113,5 @@ def main(argv: list[str]) -> int:
         return _sweep(args)
     except (WorkbenchError, KeyboardInterrupt) as exc:
         cancelled = isinstance(exc, KeyboardInterrupt)
-        print(f"workbench sweep: {'cancelled' if cancelled else f'error: {exc}'}", file=sys.stderr)
+        say(f"workbench sweep: {'cancelled' if cancelled else f'error: {exc}'}", sys.stderr)
         return int(ExitCode.CANCELLED if cancelled else exc.exit_code)
