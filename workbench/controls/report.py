@@ -6,9 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from jinja2 import Environment, select_autoescape
 
-from workbench.core.pages import environment_block, group_environment
+from workbench.core.pages import jinja_env, environment_block, group_environment
 from workbench.records import ControlsSummary, read_summary
 
 TEMPLATE = """<!DOCTYPE html>
@@ -82,8 +81,7 @@ def render(summary: ControlsSummary, out_dir: Path) -> str:
         return ", ".join(f"{r:g}" for r in sorted(rates)) or "—"
 
     recorded = [s for s in map(read_summary, summary.run_dirs) if s is not None]
-    env = Environment(autoescape=select_autoescape(default=True, default_for_string=True))
-    return env.from_string(TEMPLATE).render(
+    return jinja_env().from_string(TEMPLATE).render(
         s=summary, names=names, cell=lambda n, w: by_cell.get((n, w)), rel=rel, rate=rate,
         environment=environment_block(*group_environment(recorded)),
         fmt=lambda v: "—" if v is None else f"{v:.4f}")

@@ -7,9 +7,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from jinja2 import Environment, select_autoescape
 
-from workbench.core.pages import environment_block, group_environment
+from workbench.core.pages import jinja_env, environment_block, group_environment
 from workbench.records import LaneSummary, RunSummary, load_summary
 
 TEMPLATE = """<!DOCTYPE html>
@@ -56,9 +55,8 @@ def _summary(run_dir: str) -> RunSummary | None:
 
 
 def write_report(summary: LaneSummary, out: Path) -> Path:
-    env = Environment(autoescape=select_autoescape(default=True, default_for_string=True))
     runs = {c.name: _summary(c.run_dir) for c in summary.cases}
-    page = env.from_string(TEMPLATE).render(
+    page = jinja_env().from_string(TEMPLATE).render(
         s=summary, name=Path(summary.lane).stem, passed=sum(c.passed for c in summary.cases), runs=runs,
         environment=environment_block(*group_environment([r for r in runs.values() if r], summary.wall_s)),
         verdict=lambda code: VERDICTS.get(code, ("ERROR", "error"))[0],

@@ -30,7 +30,8 @@ from workbench.correctness.pipeline import case_reference_key
 from workbench.lane.spec import LaneCase
 from workbench.records import LaneCaseOutcome, LaneSummary, RunSummary, load_summary, write_record
 
-SEVERITY = {ExitCode.OK: 0, ExitCode.CHECKS_FAILED: 1, ExitCode.BAD_INPUT: 2, ExitCode.ERROR: 3}
+SEVERITY = (ExitCode.OK, ExitCode.CHECKS_FAILED, ExitCode.BAD_INPUT, ExitCode.ERROR)
+"""Case exit codes ordered from best to worst (their values are their ranks)."""
 
 
 @dataclass
@@ -124,8 +125,8 @@ def lane_exit_code(codes: list[int], cancelled: bool) -> ExitCode:
     """The worst of the cases: 3 over 2 over 1 over 0 (a case cancelled by the lane counts as an error)."""
     if cancelled:
         return ExitCode.CANCELLED
-    worst = max((SEVERITY.get(ExitCode(c), 3) if c in ExitCode._value2member_map_ else 3 for c in codes), default=0)
-    return {0: ExitCode.OK, 1: ExitCode.CHECKS_FAILED, 2: ExitCode.BAD_INPUT, 3: ExitCode.ERROR}[worst]
+    # 0-3 rank as themselves; any other code (a signal, a cancel the lane itself did not ask for) is an error
+    return ExitCode(max((c if c in SEVERITY else int(ExitCode.ERROR) for c in codes), default=int(ExitCode.OK)))
 
 
 def run_lane(lane_file: Path, description: str, cases: list[LaneCase], out: Path, reuse: bool = True,
