@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# The README's GPU figures (issues 14, 16, 18), on one machine with two GPUs, after scripts/gpu/wheels.sh install.
+#
+#   scripts/gpu/figures.sh start VENV RESULTS   # runs every step below in the background (setsid), returns at once
+#   scripts/gpu/figures.sh poll RESULTS DEST    # copies the steps finished since the last poll to DEST (one tgz each)
+#   scripts/gpu/figures.sh run VENV RESULTS     # the same steps in the foreground
+#
+# Two tracks at once, one GPU each, then both GPUs together:
+#   GPU 0: benchmarks/gpu.py (the default GPU case against the upstream way, cold then warm; issue 16)
+#   GPU 1: workbench controls, batch and churn workloads (issue 14); then a 4-cell sweep on that one GPU (issue 18)
+#   both:  the same 4-cell sweep on two GPUs with the local executor, then with Ray, then a tensor_parallel_size 2
+#          sweep (issue 18)
+# Each step's folder is packed as RESULTS/<step>.tgz (record files left out) as soon as it ends, and a line with its
+# exit code and wall time goes to RESULTS/progress, so a session cut short keeps what had finished.
+set -uo pipefail
+here="$(cd "$(dirname "$0")/../.." && pwd)"
+cmd="${1:-}"
+case "$cmd" in
+  start)
+    venv="$2"; results="$3"; mkdir -p "$results"
+    setsid nohup "$0" run "$venv" "$results" >"$results/figures.log" 2>&1 < /dev/null &
+    echo "started: $results/figures.log"; exit 0 ;;
+  poll)
+    results="$2"; dest="$3"; mkdir -p "$dest"
+    cat "$results/progress" 2>/dev/null; tail -n 3 "$results"/*.log 2>/dev/null | cut -c1-300
+    for f in "$results"/*.tgz; do
+      [ -e "$f" ] || continue
+      [ -e "$f.sent" ] && continue
+      cp "$f" "$dest/" && touch "$f.sent"
+    done
+    exit 0 ;;
+  run) venv="$2"; results="$3" ;;
+  *) sed -n '2,14p' "$0"; exit 2 ;;
+esac
+
+export PATH="$venv/bin:$PATH"
+py="$venv/bin/python"
+params="$here/params/tiny-qwen3_5-gpu.yaml"
+mkdir -p "$results"
+cd "$here"
+
+step() {  # step NAME GPUS COMMAND...: runs COMMAND with CUDA_VISIBLE_DEVICES=GPUS, logs, packs RESULTS/NAME
+  local name="$1" gpus="$2"; shift 2
+  local t0; t0=$(date +%s)
+  mkdir -p "$results/$name"
+  echo "$(date -u +%T) start $name on GPU $gpus: $*" >>"$results/progress"
+  CUDA_VISIBLE_DEVICES="$gpus" WORKBENCH_REFERENCE_CACHE="$results/$name/reference-cache" \
+    PYTHONUNBUFFERED=1 "$@" >"$results/$name.log" 2>&1
+  local rc=$?
+  echo "$(date -u +%T) end $name rc=$rc wall=$(( $(date +%s) - t0 ))s" >>"$results/progress"
+  cp "$results/$name.log" "$results/$name/" 2>/dev/null
+  tar -C "$results" --exclude='records' --exclude='*.ipynb' --exclude='reference-cache' -czf "$results/$name.tgz" "$name"
+  return $rc
+}
+
+nvidia-smi --query-gpu=index,name,memory.total,driver_version --format=csv,noheader >>"$results/progress"
+"$py" -c "import torch, vllm; print('vllm', vllm.__version__, 'torch', torch.__version__)" >>"$results/progress" 2>&1
+
+(  # GPU 0
+  step bench16 0 "$py" benchmarks/gpu.py --out "$results/bench16/runs" --json "$results/bench16/benchmark-gpu.json"
+) &
+track_a=$!
+(  # GPU 1
+  step controls 1 workbench controls "$params" -p num_questions 50 --out "$results/controls/runs"
+  step sweep1gpu 1 workbench sweep "$params" --vary num_speculative_tokens 1,2,3,4 --out "$results/sweep1gpu/runs"
+) &
+track_b=$!
+wait "$track_a" "$track_b"
+
+step sweep2gpu 0,1 workbench sweep "$params" --vary num_speculative_tokens 1,2,3,4 --out "$results/sweep2gpu/runs"
+step sweep2gpu-ray 0,1 workbench sweep "$params" --vary num_speculative_tokens 1,2,3,4 --executor ray \
+  --out "$results/sweep2gpu-ray/runs"
+step sweep-tp2 0,1 workbench sweep "$params" --vary num_speculative_tokens 1,3 -p tensor_parallel_size 2 \
+  --out "$results/sweep-tp2/runs"
+echo "$(date -u +%T) all done" >>"$results/progress"
