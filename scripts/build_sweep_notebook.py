@@ -12,9 +12,10 @@ cells = [
        "`workbench sweep` executes this notebook with papermill into the sweep folder; every number is in "
        "`sweep.json` and each cell's own run folder (with its report)."),
     code('sweep_dir = "."  # the sweep folder (sweep.json)', metadata={"tags": ["parameters"]}),
-    code("import pandas as pd\nfrom IPython.display import HTML, display\n\nfrom workbench.sweep import report\n\n"
-         "pd.set_option(\"display.max_colwidth\", 120)\n"
-         "sweep = report.load(sweep_dir)\ndisplay(HTML(report.verdict_html(sweep)))"),
+    code("import pandas as pd\nfrom IPython.display import HTML, display\n\nfrom workbench.core.pages import use_people_tables\n"
+         "from workbench.sweep import report\n\n"
+         "pd.set_option(\"display.max_colwidth\", 120)\nuse_people_tables()\n"
+         "sweep = report.load(sweep_dir)  # report.html opens with its verdict (report.sweep_head)"),
     md("## Cells\nOne row per config: verdict, acceptance, accuracy (primary scorer), output match and its "
        "control, output tokens per second of both engines, and where the cell's reference came from "
        "(*computed*: its own reference engine; *cache*: another cell's)."),

@@ -10,6 +10,7 @@ by the real renderer.
       other/tiny-other-20261123-120000   passed, k=3
       other/tiny-other-20261125-120000   error (an engine died): no numbers
       lane-20261124-100000/              a lane of one case (lane.json, report.html, tiny-mtp-k1/)
+      sweep-20261124-150000/             a sweep of two cells: k=1 passed, k=3 failed (gate 3.9)
 """
 
 from __future__ import annotations
@@ -47,19 +48,24 @@ def other_params(folder: Path) -> Path:
     return path
 
 
-def executed_notebook(run_dir: Path) -> Path:
-    """A stand-in for the executed notebook: its sections, a stray stderr line, the checks table."""
-    summary = load_summary(run_dir)
-    cells = [new_markdown_cell("# MTP vs reference on GSM8k")]
-    for title in SECTIONS:
-        cells.append(new_markdown_cell(f"## {title}"))
+def stand_in_notebook(path: Path, title: str, sections: dict[str, str | None]) -> Path:
+    """A stand-in for an executed notebook: its sections (title -> HTML output), each with a stray stderr line."""
+    cells = [new_markdown_cell(f"# {title}")]
+    for heading, shown in sections.items():
+        cells.append(new_markdown_cell(f"## {heading}"))
         outputs = [new_output("stream", name="stderr", text=STDERR)]
-        if title == "Checks" and summary.checks:
-            outputs.append(new_output("display_data", data={"text/html": checks_frame(summary).to_html()}))
+        if shown:
+            outputs.append(new_output("display_data", data={"text/html": shown}))
         cells.append(new_code_cell("pass", outputs=outputs))
-    path = run_dir / "mtp_correctness.ipynb"
     nbformat.write(new_notebook(cells=cells), str(path))
     return path
+
+
+def executed_notebook(run_dir: Path) -> Path:
+    """The correctness notebook's stand-in: its sections, the checks table under Checks."""
+    summary = load_summary(run_dir)
+    sections = {t: checks_frame(summary).to_html() if t == "Checks" and summary.checks else None for t in SECTIONS}
+    return stand_in_notebook(run_dir / "mtp_correctness.ipynb", "MTP vs reference on GSM8k", sections)
 
 
 def finish(run_dir: Path, started: str, wall_s: float) -> Path:
@@ -109,7 +115,35 @@ def make_results(root: Path) -> Path:
     from workbench.lane.report import write_report
 
     write_report(summary, lane)
+    make_sweep(recorded, results / "sweep-20261124-150000")
     return results
+
+
+def make_sweep(recorded: dict, sweep: Path) -> Path:
+    """A sweep folder of two cells built as `run_sweep` builds it (k=1 passes, k=3 fails its gate of 3.9), its
+    report.html the real head on a stand-in of notebooks/sweep.ipynb."""
+    from workbench.core.notebook import export_html
+    from workbench.records import SweepSummary
+    from workbench.sweep.executors import CellJob, CellResult
+    from workbench.sweep.report import cells_frame, sweep_head
+    from workbench.sweep.runner import fastest_passing, sweep_cell
+    from workbench.sweep.spec import SweepCellSpec
+
+    cells = []
+    for k, code, gate in ((1, 0, 1.59), (3, 1, 3.9)):
+        name = f"num_speculative_tokens-{k}"
+        finish(finish_recorded_run(recorded, sweep / name, num_speculative_tokens=k, min_acceptance_length=gate),
+               f"2026-11-24T15:0{k}:00", 60.0)
+        spec = SweepCellSpec(name=name, values={"num_speculative_tokens": k}, params_file=TINY_PARAMS, overrides={})
+        job = CellJob(name=name, params_file=TINY_PARAMS, overrides={}, role="leader", key=f"key-{k}")
+        cells.append(sweep_cell(spec, job, CellResult(exit_code=code, wall_s=60.0, device="cpu"), sweep))
+    summary = SweepSummary(params=str(TINY_PARAMS), vary={"num_speculative_tokens": [1, 3]}, cells=cells,
+                           reference_runs=2, reference_keys=2, fastest_passing=fastest_passing(cells), exit_code=1,
+                           wall_s=130.0)
+    write_record(sweep / "sweep.json", summary)
+    notebook = stand_in_notebook(sweep / "sweep.ipynb", "Sweep", {"Cells": cells_frame(summary).to_html()})
+    export_html(notebook, sweep / "report.html", head=sweep_head(summary))
+    return sweep
 
 
 @pytest.fixture(scope="session")

@@ -145,3 +145,56 @@ def test_lane_and_controls_reports_have_the_environment_block(results_dir, tmp_p
     page = text_of(render(summary, tmp_path))
     assert page.startswith("FAILED") and page.index("FAILED") < page.index("Positive controls")
     assert "Environment" in page and hardware().label in page
+
+
+def test_a_failed_lane_opens_with_each_failed_cases_checks_and_numbers(results_dir, tmp_path) -> None:
+    from workbench.lane.report import write_report
+    from workbench.records import LaneCaseOutcome, LaneSummary
+
+    passed, failed = run(results_dir, "tiny-qwen3_5-cpu-20261120-090000"), run(results_dir,
+                                                                              "tiny-qwen3_5-cpu-20261121-090000")
+    cases = [LaneCaseOutcome(name=name, params="p.yaml", run_dir=str(folder), exit_code=code, passed=not code,
+                             failed_checks=[c.name for c in load_summary(folder).checks if c.status == "failed"])
+             for name, folder, code in (("k1", passed, 0), ("k1-gated", failed, 1))]
+    summary = LaneSummary(lane="lanes/x.yaml", cases=cases, reference_runs=1, reference_keys=1, exit_code=1)
+    text = text_of(write_report(summary, tmp_path).read_text())
+    assert text.startswith("FAILED: 1 of 2 cases passed"), text[:200]
+    head = text[:text.index("Lane x")]
+    gate = load_summary(failed).check("acceptance_length")
+    assert f"k1-gated: acceptance_length: observed {pages.number(gate.observed)}, required " \
+           f"{pages.number(gate.required)}" in head
+    assert "k1: " not in head.split("acceptance length")[0], "a passing case is not named among the failures"
+    spec = load_summary(passed).speculative
+    assert re.search(rf"acceptance length ?k1 {re.escape(pages.number(spec.acceptance_length))}", head)
+    assert re.search("Contents ?Environment ?Cases", head)
+
+
+def test_a_sweep_report_opens_with_its_verdict_key_numbers_and_environment(results_dir) -> None:
+    sweep = results_dir / "sweep-20261124-150000"
+    html = (sweep / "report.html").read_text()
+    text = text_of(html)
+    assert text.startswith("FAILED: 1 of 2 cells passed"), text[:200]
+    head = text[:text.index("Sweep")]
+    failing = load_summary(sweep / "num_speculative_tokens-3")
+    gate = failing.check("acceptance_length")
+    assert f"k=3: acceptance_length: observed {pages.number(gate.observed)}, required 3.9" in head
+    assert "k=1: " not in head.split("acceptance length")[0]
+    cell = load_summary(sweep / "num_speculative_tokens-1")
+    assert re.search(rf"acceptance length ?k=1 {re.escape(pages.number(cell.speculative.acceptance_length))}", head)
+    assert re.search("fastest passing ?k=1:", head) and re.search("output match ?k=1 ", head)
+    assert failing.environment.hardware.label in head and pages.commit(failing.environment.git_commit) in head
+    assert STDERR.strip() not in html and 'href="#Cells"' in html
+    assert "nan" not in text.lower().replace("nanosecond", "")
+
+
+def test_papermills_red_error_markers_stay_out_of_the_report(tmp_path) -> None:
+    import nbformat
+    from nbformat.v4 import new_markdown_cell, new_notebook
+
+    from workbench.core.notebook import export_html
+
+    marker = new_markdown_cell("An Exception was encountered at 'In [13]'.",
+                               metadata={"tags": ["papermill-error-cell-tag"]})
+    nbformat.write(new_notebook(cells=[marker, new_markdown_cell("## Checks")]), str(tmp_path / "nb.ipynb"))
+    html = export_html(tmp_path / "nb.ipynb", tmp_path / "report.html").read_text()
+    assert 'id="Checks"' in html and "An Exception was encountered" not in html

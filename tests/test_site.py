@@ -16,7 +16,7 @@ from scipy.stats import binomtest
 from conftest import REPO, TINY_PARAMS
 from recorded_results import HOSTILE, finish, results_dir  # noqa: F401  (fixture)
 from workbench.core.pages import number, signed
-from workbench.records import load_lane_summary, load_summary
+from workbench.records import LaneSummary, SweepSummary, load_lane_summary, load_summary, load_sweep_summary
 from workbench.site.benchmark import TOOL, benchmark_on_finished, lane_entries, run_entries
 from workbench.site.build import build_site
 from workbench.site.cli import main as site_main
@@ -24,15 +24,22 @@ from workbench.site.history import history_figures
 from workbench.site.runs import discover
 
 
+def group(folder: Path) -> LaneSummary | SweepSummary | None:
+    """The lane or sweep whose folder this is (None: a run folder)."""
+    if (folder / "lane.json").exists():
+        return load_lane_summary(folder)
+    return load_sweep_summary(folder) if (folder / "sweep.json").exists() else None
+
+
 def run_folders(results: Path) -> dict[Path, str]:
     """Every run folder under `results`, found here independently of the site: folder -> its start (ISO)."""
     found = {}
     for path in results.rglob("*.json"):
-        if path.name == "summary.json" and not (path.parent / "lane.json").exists():
+        if path.name == "summary.json" and group(path.parent) is None:
             found[path.parent] = load_summary(path.parent).environment.started_at
-        elif path.name == "lane.json":
-            lane = load_lane_summary(path.parent)
-            found[path.parent] = min(load_summary(c.run_dir).environment.started_at for c in lane.cases)
+        elif path.name in ("lane.json", "sweep.json"):
+            members = getattr(group(path.parent), "cases" if path.name == "lane.json" else "cells")
+            found[path.parent] = min(load_summary(m.run_dir).environment.started_at for m in members)
     return found
 
 
@@ -60,8 +67,8 @@ def test_the_index_lists_every_run_newest_first_with_its_report(site, results_di
         copied = site / "runs" / run_id / report
         assert copied.read_bytes() == (folder / report).read_bytes(), "each run's report is copied into the site"
         assert f'href="runs/{run_id}/{report}"' in html
-        if (folder / "lane.json").exists():
-            assert verdict == ("PASSED" if load_lane_summary(folder).passed else "FAILED")
+        if group(folder) is not None:
+            assert verdict == ("PASSED" if group(folder).passed else "FAILED")
         else:
             summary = load_summary(folder)
             assert (case, verdict) == (summary.case, summary.status.upper())
@@ -76,7 +83,7 @@ def test_the_index_escapes_run_texts_and_loads_nothing(site) -> None:
 
 def test_a_case_page_charts_its_history(site, results_dir) -> None:
     runs, _ = discover([results_dir])
-    case = [r for r in runs if r.case == "tiny-qwen3_5-cpu"]
+    case = [r for r in runs if r.case == "tiny-qwen3_5-cpu" and r.variant in ("mtp k=1", "lane", "sweep")]
     oldest_first = sorted((r for r in case if r.kind == "correctness"), key=lambda r: r.started_at)
     figures = dict(history_figures(case))
     assert len(figures) == 4

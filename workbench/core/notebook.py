@@ -62,7 +62,11 @@ def execute(notebook: Path, output: Path, parameters: dict[str, Any], cwd: Path)
 
     try:
         papermill.execute_notebook(str(notebook), str(output), parameters=parameters, kernel_name=kernel_name(),
-                                   cwd=str(cwd), progress_bar=False, log_output=False)
+                                   cwd=str(cwd), progress_bar=False, log_output=False,
+                                   # the last cell has run and joined every engine child by then; a graceful
+                                   # shutdown only waits ~0.5 s for the kernel's own exit, and the caller's
+                                   # ProcessTree stops whatever a killed kernel leaves
+                                   shutdown_kernel="immediate")
     except PapermillExecutionError as exc:
         tags = _failed_cell_tags(output)
         status = "assertion" if exc.ename == "AssertionError" and "assertion" in tags else "error"

@@ -107,6 +107,14 @@ def share(matched: int | None, total: int | None) -> str:
     return MISSING if matched is None or not total else f"{matched}/{total}"
 
 
+def match_text(match: Any, control: Any = None) -> str:
+    """An output match with its control, `97/100 (control 100/100)` (records with matched and total; the control
+    is the match's own `control` unless given)."""
+    control = control if control is not None else getattr(match, "control", None)
+    return share(match.matched, match.total) + (f" (control {share(control.matched, control.total)})"
+                                                if control is not None else "")
+
+
 def table_html(frame: Any) -> str:
     """A DataFrame as a notebook shows it, with numbers for people and missing values as a dash (never NaN)."""
     import pandas as pd
@@ -134,6 +142,12 @@ def use_people_tables() -> None:
 
 VERDICT_CSS = {"PASSED": "pass", "FAILED": "fail", "ERROR": "error", "CANCELLED": "error", "CALIBRATED": "pass",
                "BAD INPUT": "error", "UNKNOWN": "error"}
+EXIT_VERDICTS = {0: "PASSED", 1: "FAILED", 2: "BAD INPUT", 3: "ERROR", 4: "CANCELLED"}
+"""A command's exit code (`ExitCode`) as the word a page shows: a lane's, a sweep's, one of their runs'."""
+
+
+def exit_verdict(code: int | None) -> str:
+    return EXIT_VERDICTS.get(code, "ERROR") if code is not None else "ERROR"
 
 
 class Verdict(BaseModel):
@@ -168,6 +182,33 @@ def verdict_of(summary: RunSummary) -> Verdict:
     return Verdict(word=verdict_word(summary), reason=error.split("\n")[0] or None,
                    detail=error if "\n" in error else None,
                    failed=failed, off=[c.name for c in summary.checks if c.status == "skipped"])
+
+
+def member_failures(label: str, summary: RunSummary | None, error: str | None = None) -> list[str]:
+    """Why one run of a group (a lane's case, a sweep's cell, a control's clean run) did not pass, as lines of the
+    group's verdict: each failed check with its observed and required numbers, else the run's error."""
+    if summary is None:
+        return [f"{label}: {error or 'summary.json was not written'}"]
+    verdict = verdict_of(summary)
+    lines = [f"{label}: {line}" for line in verdict.failed]
+    if verdict.reason or not lines:
+        lines.append(f"{label}: {verdict.word}" + (f": {verdict.reason}" if verdict.reason else ""))
+    return lines
+
+
+def group_verdict(exit_code: int, members: list[tuple[str, bool, RunSummary | None, str | None]],
+                  noun: str) -> Verdict:
+    """A lane's or sweep's verdict: its exit code as a word, how many of its runs passed, and why each other did
+    not. `members`: (label, passed, its summary, its error) per run."""
+    failed = [line for label, passed, summary, error in members if not passed
+              for line in member_failures(label, summary, error)]
+    passed = sum(member[1] for member in members)
+    return Verdict(word=exit_verdict(exit_code), reason=f"{passed} of {len(members)} {noun} passed", failed=failed)
+
+
+def per_member(values: list[tuple[str, str | None]]) -> str:
+    """One key number over a group's runs: `k=1 1.73, k=2 2.1` (a run without it left out)."""
+    return ", ".join(f"{label} {value}" for label, value in values if value not in (None, MISSING)) or MISSING
 
 
 # ------------------------------------------------------------------ key numbers and environment
@@ -212,10 +253,8 @@ def key_numbers(summary: RunSummary) -> list[tuple[str, str]]:
         if summary.baseline is not None:
             notes.append(f"baseline {number(summary.baseline.acceptance_length)}")
         rows.append(("acceptance length", f"{number(summary.speculative.acceptance_length)} ({', '.join(notes)})"))
-    match = summary.output_match
-    if match is not None:
-        control = f" (control {share(match.control.matched, match.control.total)})" if match.control else ""
-        rows.append(("output match", share(match.matched, match.total) + control))
+    if summary.output_match is not None:
+        rows.append(("output match", match_text(summary.output_match)))
     if summary.reference is not None and summary.speculative is not None:
         rows.append(("output tokens/s", f"reference {number(summary.reference.timings.output_tokens_per_s)}, "
                                         f"speculative {number(summary.speculative.timings.output_tokens_per_s)}"))
@@ -238,7 +277,8 @@ def environment_rows(environment: RunEnvironment | None, versions: Versions | No
     rows += [("vLLM", versions.vllm or MISSING), ("torch", versions.torch or MISSING),
              ("workbench", f"{versions.workbench or MISSING}, commit {commit(env.git_commit)}")]
     if model or versions.model_config_hash:
-        rows.append(("model", f"{model or MISSING}, config hash {versions.model_config_hash or MISSING}"))
+        config = f"config hash {versions.model_config_hash or MISSING}"
+        rows.append(("model", f"{model}, {config}" if model else config))
     rows += [("when", when(env.started_at)), ("how long", duration(env.wall_s))]
     return rows
 
@@ -272,22 +312,26 @@ def render(template: str, **context: Any) -> str:
     return jinja_env().get_template(template).render(**context)
 
 
-def environment_block(environment: RunEnvironment | None, versions: Versions | None = None,
-                      model: str | None = None) -> Markup:
-    """The environment block as HTML (every value escaped), for pages that are not built from a summary."""
-    return Markup(render("environment.html.j2", rows=environment_rows(environment, versions, model)))
+def page_head(verdict: Verdict, keys: list[tuple[str, str]], environment: list[tuple[str, str]], subtitle: str,
+              notes: list[str] | None = None, sections: list[tuple[str, str]] | None = None,
+              style: bool = False) -> Markup:
+    """The top of every report: verdict, notes, key numbers, environment, contents, in that order.
 
-
-def report_head(summary: RunSummary | None, notes: list[str] | None = None, title: str | None = None) -> str:
-    """The top of a report: verdict, notes (an injected fault, ...), key numbers, environment, contents.
-
-    The contents are filled in from the rendered page's sections by `insert_toc`.
+    `sections` (anchor, title) are the contents; without them the contents are left to `insert_toc` (an nbconvert
+    page, whose sections are only known once rendered). `style`: the page has no workbench stylesheet of its own.
     """
+    toc = Markup(TOC_MARK) if sections is None else Markup(render("toc.html.j2", links=sections))
+    return Markup(render("head.html.j2", verdict=verdict, notes=notes or [], keys=keys, environment=environment,
+                         subtitle=subtitle, toc=toc, style=style))
+
+
+def report_head(summary: RunSummary | None, notes: list[str] | None = None) -> str:
+    """The top of a run's report.html (an nbconvert page): its summary's verdict, key numbers and environment."""
     summary = summary or RunSummary(status="error", error="summary.json was not written")
     model = summary.params.model if summary.params else None
-    return render("head.html.j2", verdict=verdict_of(summary), notes=notes or [], keys=key_numbers(summary),
-                  environment=environment_rows(summary.environment, summary.versions, model),
-                  title=title or summary.case, kind=summary.kind, toc_mark=Markup(TOC_MARK))
+    subtitle = f"{summary.kind} run" + (f" of {summary.case}" if summary.case else "")
+    return page_head(verdict_of(summary), key_numbers(summary),
+                     environment_rows(summary.environment, summary.versions, model), subtitle, notes, style=True)
 
 
 HEADING = re.compile(r'<h2 id="([^"]+)">(.*?)<a class="anchor-link"', re.S)

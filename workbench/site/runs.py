@@ -15,7 +15,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from workbench.core.errors import WorkbenchError
-from workbench.core.pages import group_environment, variant, verdict_of
+from workbench.core.pages import exit_verdict, group_environment, variant, verdict_of
 from workbench.records import (ControlsSummary, LaneSummary, RunSummary, SweepSummary, load_controls_summary,
                                load_lane_summary, load_summary, load_sweep_summary, read_summary)
 
@@ -25,7 +25,6 @@ SITE_MARK = ".workbench-site"
 MARKERS = ("summary.json", "lane.json", "controls.json", "sweep.json")
 GROUPS = ("lane.json", "controls.json", "sweep.json")
 """Records of folders that hold runs of their own (each found as a run too)."""
-LANE_VERDICTS = {0: "PASSED", 1: "FAILED", 2: "BAD INPUT", 3: "ERROR", 4: "CANCELLED"}
 STAMP = re.compile(r"(\d{8}-\d{6})")
 
 
@@ -138,7 +137,7 @@ def from_coded(record: LaneSummary | SweepSummary, folder: Path, run_id: str) ->
     lane = isinstance(record, LaneSummary)
     members = record.cases if lane else record.cells
     run = _from_group(folder, run_id, record.kind, Path(record.lane if lane else record.params).stem,
-                      LANE_VERDICTS.get(record.exit_code, "ERROR"),
+                      exit_verdict(record.exit_code),
                       _member_summaries(folder, [m.run_dir for m in members]), folder / f"{record.kind}.json",
                       record.wall_s, _report_name(folder, "report.html"))
     run.failed_checks = [m.name for m in members if not m.passed]

@@ -1,9 +1,11 @@
-"""What notebooks/sweep.ipynb shows, from sweep.json: the cells as a table and figures against the varied config.
+"""What the sweep's report.html shows, from sweep.json: the verdict first (each failed cell's failed checks with
+their numbers), key numbers and environment (`sweep_head`), then the cells as a table and figures against the
+varied config (notebooks/sweep.ipynb).
 
 Acceptance length and per-position acceptance per config, speed against the reference per config,
 accuracy per config against the threshold, output match per config beside its control, and which
-config is fastest among those that pass. Every text from params or models is escaped (pandas' HTML
-and `html.escape`).
+config is fastest among those that pass. Every text from params or models is escaped (Jinja2 autoescape,
+pandas' HTML and `html.escape`).
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from workbench.records import SweepCell, SweepSummary, load_sweep_summary
+from workbench.core.pages import (Verdict, environment_rows, exit_verdict, group_environment, group_verdict,
+                                  match_text, number, page_head, per_member, share)
+from workbench.records import RunSummary, SweepCell, SweepSummary, load_sweep_summary, read_summary
 
 SHORT = {"num_speculative_tokens": "k", "max_num_seqs": "seqs", "tensor_parallel_size": "tp"}
 COLORS = {"reference": "#4C72B0", "speculative": "#DD8452", "control": "#8C8C8C"}
-VERDICTS = {0: "PASSED", 1: "FAILED", 2: "BAD INPUT", 3: "ERROR", 4: "CANCELLED"}
 
 
 def load(sweep_dir: str | Path) -> SweepSummary:
@@ -36,14 +39,38 @@ def _num(value: float | None) -> float:
     return math.nan if value is None else float(value)
 
 
-def verdict_html(summary: SweepSummary) -> str:
-    passed = sum(c.passed for c in summary.cells)
-    text = (f"{VERDICTS.get(summary.exit_code, 'ERROR')}: {passed} of {len(summary.cells)} cells passed; "
-            f"{summary.reference_runs} reference engine(s) started for {summary.reference_keys} reference key(s); "
-            f"executor {summary.executor}" + (f" ({summary.ray_address})" if summary.ray_address else ""))
-    varied = "; ".join(f"{key}: {', '.join(map(str, values))}" for key, values in summary.vary.items())
-    return (f"<p><strong>{html.escape(text)}</strong></p><p>{html.escape(Path(summary.params).name)} "
-            f"varied over {html.escape(varied or 'nothing')}</p>")
+def sweep_verdict(summary: SweepSummary, runs: dict[str, RunSummary | None]) -> Verdict:
+    """The sweep's exit code as a word, how many cells passed, and why each other cell did not."""
+    return group_verdict(summary.exit_code, [(label(c), c.passed, runs.get(c.name), c.error) for c in summary.cells],
+                         "cells")
+
+
+def sweep_keys(summary: SweepSummary) -> list[tuple[str, str]]:
+    """What varied, per cell acceptance length and output match (with its control), the fastest passing cell, and
+    the reference engines the sweep started."""
+    cells = summary.cells
+    fastest = next((c for c in cells if c.name == summary.fastest_passing), None)
+    speed = "none passed with a measured speed"
+    if fastest is not None:
+        speed = f"{label(fastest)}: {number(fastest.speculative_tokens_per_s)} output tokens/s" + (
+            f", {number(fastest.speedup, 3)}x the reference" if fastest.speedup is not None else "")
+    varied = "; ".join(f"{key} {', '.join(map(str, values))}" for key, values in summary.vary.items())
+    return [("varied", f"{Path(summary.params).name}: {varied or 'nothing'}"),
+            ("acceptance length", per_member([(label(c), number(c.acceptance_length)) for c in cells])),
+            ("output match", per_member([(label(c), match_text(c.output_match, c.output_match_control))
+                                         for c in cells if c.output_match])),
+            ("fastest passing", speed),
+            ("reference engines", f"{summary.reference_runs} started for {summary.reference_keys} reference key(s); "
+                                  f"executor {summary.executor}"
+                                  + (f" ({summary.ray_address})" if summary.ray_address else ""))]
+
+
+def sweep_head(summary: SweepSummary, notes: list[str] | None = None) -> str:
+    """The top of the sweep's report.html: verdict, notes, key numbers, environment (from its cells' runs)."""
+    runs = {c.name: read_summary(c.run_dir) for c in summary.cells}
+    environment, versions = group_environment([r for r in runs.values() if r], summary.wall_s)
+    return page_head(sweep_verdict(summary, runs), sweep_keys(summary), environment_rows(environment, versions),
+                     f"sweep of {Path(summary.params).stem}", notes, style=True)
 
 
 def cells_frame(summary: SweepSummary) -> pd.DataFrame:
@@ -52,16 +79,16 @@ def cells_frame(summary: SweepSummary) -> pd.DataFrame:
     for c in summary.cells:
         scorer = c.primary_scorer or "upstream"
         rows.append({
-            "config": label(c), "verdict": VERDICTS.get(c.exit_code, "ERROR"),
+            "config": label(c), "verdict": exit_verdict(c.exit_code),
             "failed checks / error": ", ".join(c.failed_checks) or c.error or "",
             "acceptance length": c.acceptance_length,
-            "per-position acceptance": " / ".join(f"{r:.3f}" for r in c.acceptance_rate_per_position),
-            f"accuracy ref / spec ({scorer})": f"{_num(c.reference_accuracy.get(scorer)):.4f} / "
-                                               f"{_num(c.speculative_accuracy.get(scorer)):.4f}",
-            "output match": f"{c.output_match.matched}/{c.output_match.total}" if c.output_match else "",
-            "control": f"{c.output_match_control.matched}/{c.output_match_control.total}"
+            "per-position acceptance": " / ".join(number(r, 3) for r in c.acceptance_rate_per_position),
+            f"accuracy ref / spec ({scorer})": f"{number(c.reference_accuracy.get(scorer))} / "
+                                               f"{number(c.speculative_accuracy.get(scorer))}",
+            "output match": share(c.output_match.matched, c.output_match.total) if c.output_match else "",
+            "control": share(c.output_match_control.matched, c.output_match_control.total)
                        if c.output_match_control else "",
-            "tokens/s ref / spec": f"{_num(c.reference_tokens_per_s):.0f} / {_num(c.speculative_tokens_per_s):.0f}",
+            "tokens/s ref / spec": f"{number(c.reference_tokens_per_s)} / {number(c.speculative_tokens_per_s)}",
             "speed-up": c.speedup,
             "reference": (c.reference or "") + (" (engine started here)" if c.reference_engine_started else ""),
             "device": c.device, "wall s": c.wall_s,
@@ -185,7 +212,7 @@ def fastest_html(summary: SweepSummary) -> str:
     cell = next((c for c in summary.cells if c.name == summary.fastest_passing), None)
     if cell is None:
         return "<p><strong>No passing config has a measured speed.</strong></p>"
-    speedup = f", {cell.speedup:.2f}x the reference" if cell.speedup is not None else ""
+    speedup = f", {number(cell.speedup, 3)}x the reference" if cell.speedup is not None else ""
     return (f"<p><strong>Fastest passing config: {html.escape(label(cell))}</strong> ({html.escape(cell.name)}): "
-            f"{_num(cell.speculative_tokens_per_s):.0f} output tokens/s{speedup}, acceptance length "
-            f"{_num(cell.acceptance_length):.3f}.</p>")
+            f"{number(cell.speculative_tokens_per_s)} output tokens/s{speedup}, acceptance length "
+            f"{number(cell.acceptance_length)}.</p>")

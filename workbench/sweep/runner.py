@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from workbench.core.errors import ExitCode, WorkbenchError
 from workbench.lane.runner import lane_exit_code, plan_lane
 from workbench.lane.spec import LaneCase
-from workbench.records import MatchShare, SweepCell, SweepSummary, load_summary, write_record
+from workbench.records import MatchShare, SweepCell, SweepSummary, load_summary, load_sweep_summary, write_record
 from workbench.sweep.executors import CellJob, CellResult, Echo
 from workbench.sweep.spec import SweepCellSpec
 
@@ -136,14 +136,15 @@ def write_report(out: Path) -> Path:
     from workbench.core.errors import NotebookError
     from workbench.core.notebook import execute, export_html
     from workbench.core.resources import notebook_path
+    from workbench.sweep.report import sweep_head
 
     executed = out / NOTEBOOK
     outcome = execute(notebook_path(NOTEBOOK), executed, {"sweep_dir": str(out)}, cwd=out)
     if not executed.exists():
         raise NotebookError(f"{NOTEBOOK} did not run: {outcome.message}", path=executed)
-    banner = None if outcome.status == "ok" else f"ERROR: the sweep report stopped: {outcome.message}"
+    notes = None if outcome.status == "ok" else [f"ERROR: the sweep report stopped: {outcome.message}"]
     try:
-        html = export_html(executed, out / "report.html", banner=banner)
+        html = export_html(executed, out / "report.html", head=sweep_head(load_sweep_summary(out), notes))
     except Exception as exc:
         (out / "logs").mkdir(exist_ok=True)
         (out / "logs" / "report.log").write_text(traceback.format_exc(), encoding="utf-8")
