@@ -13,9 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from workbench import gsm8k
 from workbench.correctness import prompts, reference_cache
@@ -37,6 +35,9 @@ from workbench.correctness.compare import (default_tie_margin, first_divergence,
 from workbench.correctness.generation import EngineJob, correctness_child
 from workbench.correctness.metrics import acceptance_stats, per_prompt_acceptance
 from workbench.inject import stages as inject
+
+if TYPE_CHECKING:  # pandas is imported where a table is built: prepare and the engine start do without it
+    import pandas as pd
 
 RUN_LABELS = ("reference", "speculative")
 
@@ -407,6 +408,8 @@ def _store_reference(ctx: RunContext) -> None:
 
 def score(ctx: RunContext, reference: dict, speculative: dict) -> pd.DataFrame:
     """One row per question: both completions and correctness under every scorer (questions.csv)."""
+    import pandas as pd
+
     table = pd.DataFrame({
         "question_id": [q.question_id for q in ctx.questions],
         "question": [q.question for q in ctx.questions],
@@ -436,6 +439,8 @@ def invalid_rate_by_scorer(table: pd.DataFrame, label: str) -> dict[str, float]:
 
 
 def _per_run(table: pd.DataFrame, by_scorer: Callable[[pd.DataFrame, str], dict[str, float]]) -> pd.DataFrame:
+    import pandas as pd
+
     frame = pd.DataFrame({label: by_scorer(table, label) for label in RUN_LABELS}).T
     frame.index.name = "run"
     return frame
@@ -453,6 +458,8 @@ def invalid_rate_table(table: pd.DataFrame) -> pd.DataFrame:
 
 def score_frame(table: pd.DataFrame) -> pd.DataFrame:
     """Accuracy and invalid rate per run and scorer, as the report shows them."""
+    import pandas as pd
+
     return pd.concat({"accuracy": accuracy_table(table), "invalid rate": invalid_rate_table(table)}, axis=1)
 
 
@@ -582,6 +589,8 @@ def describe_case(ctx: RunContext) -> str:
 
 
 def acceptance_frame(accept: dict[str, Any]) -> pd.DataFrame:
+    import pandas as pd
+
     keys = ("num_drafts", "num_draft_tokens", "num_accepted_tokens", "acceptance_rate", "acceptance_length")
     row = {k: accept[k] for k in keys}
     for i, rate in enumerate(accept["acceptance_rate_per_position"], start=1):
@@ -592,6 +601,8 @@ def acceptance_frame(accept: dict[str, Any]) -> pd.DataFrame:
 def match_frame(match: dict[str, Any]) -> pd.DataFrame:
     """Per kind and overall: exact matches, near-ties, divergences and the exact share of speculative vs
     reference, beside reference vs reference (the control: the engine's own noise) and what is required."""
+    import pandas as pd
+
     control = match.get("control") or {}
     needed_by_kind = match.get("required_matches_by_kind") or {}
 
@@ -623,6 +634,8 @@ def _top_text(top: list[dict[str, Any]] | None) -> str:
 
 def mismatch_frame(match: dict[str, Any], limit: int = 30) -> pd.DataFrame:
     """Per mismatch: where it diverges, both tokens as text, both engines' top logprobs there, its class."""
+    import pandas as pd
+
     def source(m: dict[str, Any]) -> str:
         if m.get("in_control") is None:
             return "(no control)"
@@ -652,6 +665,8 @@ def disagreement_frame(table: pd.DataFrame, scorer: str, limit: int = 20) -> pd.
 
 def checks_frame(summary: RunSummary) -> pd.DataFrame:
     """One row per check, its numbers written for people; a switched-off (skipped) check requires nothing: "off"."""
+    import pandas as pd
+
     from workbench.core.pages import number
 
     return pd.DataFrame([{"name": c.name, "status": c.status, "observed": number(c.observed),
