@@ -76,22 +76,23 @@ def execute(notebook: Path, output: Path, parameters: dict[str, Any], cwd: Path)
     return NotebookOutcome("ok")
 
 
-def export_html(executed: Path, html: Path, show_input: bool = False, drop_tags: tuple[str, ...] = ("widget",),
-                banner: str | None = None, head: str | None = None) -> Path:
-    """Self-contained HTML (figures are embedded PNG), code cells hidden unless asked for.
+REPORT_DROPS = ("widget", "papermill-error-cell-tag")
+"""Cells a report leaves out: live JupyterLab controls (a static page cannot run them) and papermill's red "An
+Exception was encountered" markers (the verdict at the top names what stopped the run)."""
 
-    Cells tagged `widget` (live JupyterLab controls) are dropped: a static page cannot run them.
-    `banner` (plain text, escaped here) opens the page: why a run stopped, before anything else.
-    `head` (HTML built by `core.pages.report_head`, its texts escaped there) opens it before that: the
-    verdict, key numbers, environment and contents. Text a cell wrote to stderr (library progress bars,
+
+def export_html(executed: Path, html: Path, show_input: bool = False, drop_tags: tuple[str, ...] = REPORT_DROPS,
+                head: str | None = None) -> Path:
+    """Self-contained HTML (figures are embedded PNG), code cells hidden unless asked for; `drop_tags`' cells left
+    out.
+
+    `head` (HTML built by `core.pages.page_head`, its texts escaped there) opens the page: the verdict (and why
+    a run stopped), key numbers, environment and contents. Text a cell wrote to stderr (library progress bars,
     warnings) stays in the executed notebook and is left out of the report.
     """
-    import html as html_lib
-
     import nbformat
     from nbconvert import HTMLExporter
     from nbconvert.preprocessors import TagRemovePreprocessor
-    from nbformat.v4 import new_markdown_cell
 
     from workbench.core.pages import insert_toc
 
@@ -104,9 +105,6 @@ def export_html(executed: Path, html: Path, show_input: bool = False, drop_tags:
     for cell in notebook.cells:
         if cell.cell_type == "code":
             cell.outputs = [o for o in cell.outputs if not (o.output_type == "stream" and o.name == "stderr")]
-    if banner:
-        text = html_lib.escape(banner).replace("\n", "<br>")
-        notebook.cells.insert(0, new_markdown_cell(f'<div class="workbench-banner"><strong>{text}</strong></div>'))
     body, _ = exporter.from_notebook_node(notebook, resources={"workbench_head": head or ""})
     html.write_text(insert_toc(body), encoding="utf-8")
     return html
