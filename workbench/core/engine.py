@@ -309,6 +309,7 @@ class RunningEngine:
     process: Any
     started: float
     tree: ProcessTree
+    log_start: int = 0  # the log's size when the child started: what came before is another run's
 
 
 def start_engine_job(job: Any, target: Callable[[Any], None]) -> RunningEngine:
@@ -317,6 +318,7 @@ def start_engine_job(job: Any, target: Callable[[Any], None]) -> RunningEngine:
     record_path.parent.mkdir(parents=True, exist_ok=True)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     record_path.unlink(missing_ok=True)
+    log_start = log_path.stat().st_size if log_path.exists() else 0
     context = multiprocessing.get_context("spawn")
     process = context.Process(target=target, args=(job,), name=f"engine-{job.label}")
     from multiprocessing import resource_tracker
@@ -332,7 +334,7 @@ def start_engine_job(job: Any, target: Callable[[Any], None]) -> RunningEngine:
             os.environ.pop(ENGINE_LABEL_ENV, None)
         else:
             os.environ[ENGINE_LABEL_ENV] = previous
-    return RunningEngine(job, process, started, ProcessTree(process.pid))
+    return RunningEngine(job, process, started, ProcessTree(process.pid), log_start)
 
 
 ENGINE_CORE_MARK = "EngineCore"
@@ -343,18 +345,41 @@ DEATH_GRACE_S = 10.0
 """After its EngineCore is gone, how long a child may take to notice, write its record and exit."""
 
 
+_VLLM_START_FAILED = "EngineCore failed to start"
+"""vLLM's log line when its engine core raised while starting (the client is told, unless the core hangs in its
+own teardown: on an H100 pair, tensor-parallel workers that hit an illegal memory access kept it there)."""
+LOG_TAIL_BYTES = 65536
+
+
+def _start_failure(running: RunningEngine) -> str | None:
+    """vLLM's own report that the engine failed to start, from the end of what this child logged."""
+    try:
+        with open(running.job.log_path, "rb") as log:
+            log.seek(max(running.log_start, log.seek(0, os.SEEK_END) - LOG_TAIL_BYTES))
+            tail = log.read().decode("utf-8", errors="replace")
+    except OSError:
+        return None
+    if _VLLM_START_FAILED not in tail:
+        return None
+    return f"vLLM logged '{_VLLM_START_FAILED}' and the engine did not end within {DEATH_GRACE_S:.0f} s"
+
+
 def _death(running: RunningEngine) -> str | None:
-    """Why this engine is dead while its child lives: an EngineCore seen before is gone, and no record is written.
+    """Why this engine is dead while its child lives: an EngineCore seen before is gone, or vLLM logged that
+    it failed to start, and no record is written.
 
     The child writes its record before it shuts vLLM down, so a core gone before the record is a
-    death, not a shutdown.
+    death, not a shutdown. A start failure is given the same grace: vLLM normally raises it in the child,
+    which then writes its record and exits; a child still there after the grace is stuck, not starting.
     """
-    cores = running.tree.ever_seen(ENGINE_CORE_MARK)
-    if not cores or Path(running.job.record_path).exists():
+    if Path(running.job.record_path).exists():
         return None
+    cores = running.tree.ever_seen(ENGINE_CORE_MARK)
+    if not cores:
+        return _start_failure(running)
     alive = {p.pid for p in running.tree.alive()}
     if set(cores) & alive:
-        return None
+        return _start_failure(running)
     return f"its EngineCore (pid {', '.join(map(str, sorted(cores)))}) exited while the engine was running"
 
 
