@@ -106,6 +106,17 @@ def test_two_cases_of_one_params_name_are_separate_variants(results_dir) -> None
     figure = dict(history_figures([r for r in runs if r.case == "tiny-other"]))["Acceptance length, gate and baseline"]
     labels = {line.get_label() for line in figure.axes[0].lines}
     assert labels >= {"mtp k=1: acceptance length", "mtp k=3: acceptance length"}
+    legend = [t.get_text() for t in figure.axes[0].get_legend().get_texts()]
+    assert legend == ["mtp k=1", "mtp k=3", "acceptance length", "gate"], "variants, then series: not their product"
+
+
+def test_injected_runs_are_listed_but_not_charted(results_dir) -> None:
+    runs, _ = discover([results_dir])
+    case = [r for r in runs if r.case == "tiny-qwen3_5-cpu" and r.variant == "mtp k=1"]
+    control = case[0].model_copy(update={"injected": "drop_bonus_token", "speculative_accuracy": 0.987})
+    figure = dict(history_figures([control, *case[1:]]))["Accuracy (primary scorer) and threshold"]
+    plotted = [y for line in figure.axes[0].lines for y in line.get_ydata()]
+    assert 0.987 not in plotted and len(figure.axes[0].get_xticks()) == len(case) - 1
 
 
 def test_consecutive_runs_are_compared_with_the_paired_test(site, results_dir) -> None:

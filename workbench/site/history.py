@@ -54,7 +54,7 @@ def tick_label(run: SiteRun) -> str:
 def _svg(figure: Figure) -> str:
     buffer = io.BytesIO()
     with matplotlib.rc_context({"svg.hashsalt": "workbench-site", "svg.fonttype": "none"}):
-        figure.savefig(buffer, format="svg", metadata={"Date": None})
+        figure.savefig(buffer, format="svg", metadata={"Date": None}, bbox_inches="tight")  # the legend beside
     return "data:image/svg+xml;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
@@ -65,8 +65,22 @@ def _points(runs: list[SiteRun], positions: dict[str, int], value: Value) -> tup
 
 
 def chronological(runs: list[SiteRun]) -> list[SiteRun]:
-    """A case's correctness runs, oldest first: the x axis of its history."""
-    return sorted((r for r in runs if r.kind == "correctness"), key=lambda r: (r.started_at or "", r.id))
+    """A case's correctness runs, oldest first: the x axis of its history. Runs with a fault injected on purpose
+    (positive controls, meant to fail) are no part of the case's health: the case page lists them, unplotted."""
+    return sorted((r for r in runs if r.kind == "correctness" and not r.injected),
+                  key=lambda r: (r.started_at or "", r.id))
+
+
+def _legend(ax, variants: list[str], colors: dict[str, str], drawn: dict[str, tuple[str, str]]) -> None:
+    """One entry per variant (its colour) and one per series (its line style), beside the axes: a case with many
+    variants gets a legend of variants + series entries, not their product, and it hides no point."""
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=colors[v], marker="o", markersize=4, label=v) for v in variants
+               if len(variants) > 1]
+    handles += [Line2D([], [], color=color if len(variants) == 1 else "dimgray", linestyle=style, label=label)
+                for label, (style, color) in drawn.items()]
+    ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
 
 
 def history_figures(runs: list[SiteRun]) -> list[tuple[str, Figure]]:
@@ -81,7 +95,7 @@ def history_figures(runs: list[SiteRun]) -> list[tuple[str, Figure]]:
     for title, ylabel, measured, limits in CHARTS:
         figure = Figure(figsize=(7.2, 3.3))
         ax = figure.subplots()
-        drawn = []
+        drawn: dict[str, tuple[str, str]] = {}  # series label -> (line style, colour when one variant)
         for name in variants:
             members = [r for r in ordered if (r.variant or "?") == name]
             prefix = f"{name}: " if len(variants) > 1 else ""
@@ -89,14 +103,15 @@ def history_figures(runs: list[SiteRun]) -> list[tuple[str, Figure]]:
                 xs, ys = _points(members, positions, value)
                 if any(not math.isnan(y) for y in ys):
                     ax.plot(xs, ys, style, marker="o", markersize=4, color=colors[name], label=prefix + label)
-                    drawn.append(label)
+                    drawn.setdefault(label, (style, colors[name]))
             for label, value, style in limits:
                 xs, ys = _points(members, positions, value)
                 if any(not math.isnan(y) for y in ys):
-                    ax.step(xs, ys, style, where="mid", color="crimson" if label != "baseline" else "gray",
-                            linewidth=1.1, label=prefix + label)
+                    color = "crimson" if label != "baseline" else "gray"
+                    ax.step(xs, ys, style, where="mid", color=color, linewidth=1.1, label=prefix + label)
+                    drawn.setdefault(label, (style, color))
         if drawn:
-            ax.legend(fontsize=7, loc="best")
+            _legend(ax, variants, colors, drawn)
         else:
             ax.text(0.5, 0.5, "not measured in these runs", ha="center", va="center", transform=ax.transAxes)
         step = max(1, math.ceil(len(ordered) / 10))

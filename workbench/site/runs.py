@@ -62,6 +62,15 @@ class SiteRun(BaseModel):
     report_name: str | None = Field(None, description="the run's own page in its folder (report.html, "
                                                       "controls.html), when there is one")
     has_questions: bool = False
+    injected: str | None = Field(None, description="the fault injected on purpose (a positive control): listed, "
+                                                   "never charted as the case's history")
+
+    @property
+    def within(self) -> str | None:
+        """Where a nested run sits, between its results folder and its own name (`controls1/batch`): two runs
+        of one name (`clean`) are told apart on the index."""
+        parts = self.id.split("/")[1:-1]
+        return "/".join(parts) or None
 
     @property
     def report(self) -> str | None:
@@ -108,7 +117,7 @@ def from_summary(summary: RunSummary, folder: Path, run_id: str) -> SiteRun:
         reference_tokens_per_s=ref.timings.output_tokens_per_s if ref else None,
         speculative_tokens_per_s=spec.timings.output_tokens_per_s if spec else None,
         wall_s=env.wall_s if env else None, report_name=_report_name(folder, "report.html"),
-        has_questions=(folder / "questions.csv").is_file())
+        has_questions=(folder / "questions.csv").is_file(), injected=params.inject if params else None)
 
 
 def _member_summaries(folder: Path, run_dirs: list[str]) -> list[RunSummary]:
