@@ -198,3 +198,18 @@ def test_papermills_red_error_markers_stay_out_of_the_report(tmp_path) -> None:
     nbformat.write(new_notebook(cells=[marker, new_markdown_cell("## Checks")]), str(tmp_path / "nb.ipynb"))
     html = export_html(tmp_path / "nb.ipynb", tmp_path / "report.html").read_text()
     assert 'id="Checks"' in html and "An Exception was encountered" not in html
+
+
+def test_audit_and_calibration_tables_say_a_dash_not_none() -> None:
+    from workbench.audit.views import counts_frame
+    from workbench.calibration.figures import overview_frame
+
+    audit = counts_frame({"async_scheduling_active": False, "sync_count": 0, "positive_control_count": 6,
+                          "cuda_sync_count": None})
+    calibration = overview_frame({"accuracy_interval": (0.0179, 0.4042), "accuracy": 0.1, "questions": 10,
+                                  "max_false_failure": 1e-3, "recommended_threshold": 0.0, "threshold_evaluated": 0.0,
+                                  "margin": 0.1, "false_failure_probability": 0.0, "detectable_drop": None})
+    for frame in (audit, calibration):
+        shown = frame["value"].tolist()
+        assert "None" not in shown and "—" in shown, shown
+    assert audit.loc["async scheduling active", "value"] == "no"

@@ -10,6 +10,7 @@ import pandas as pd
 from workbench.audit.child import AUDIT_PROMPTS, AUDIT_SAMPLING
 from workbench.audit.stages import AuditContext
 from workbench.core.case_header import case_header
+from workbench.core.pages import number
 from workbench.core.params import case_name
 
 
@@ -34,13 +35,13 @@ def counts_frame(result: dict[str, Any]) -> pd.DataFrame:
     rows = {
         "async scheduling active": result.get("async_scheduling_active"),
         "lazy seq_lens_cpu initialisations (sync_count)": result.get("sync_count"),
-        "  by phase": json.dumps(result.get("sync_count_by_phase") or {}),
+        "  by phase": json.dumps(result["sync_count_by_phase"]) if result.get("sync_count_by_phase") else None,
         "positive control count": result.get("positive_control_count"),
         "CUDA sync-debug count (generation)": result.get("cuda_sync_count"),
         "probe mode": probe.get("mode"),
         "probe installed in": ", ".join(f"{i['process']} (pid {i['pid']})" for i in probe.get("installed_in", [])),
     }
-    return pd.DataFrame({"value": [str(v) for v in rows.values()]}, index=list(rows))
+    return pd.DataFrame({"value": [number(v) for v in rows.values()]}, index=list(rows))  # None: a dash
 
 
 def outputs_frame(result: dict[str, Any]) -> pd.DataFrame:

@@ -15,6 +15,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from workbench.calibration import stats as calibration
+from workbench.core.pages import number
 
 
 def _display(obj: Any) -> None:
@@ -58,7 +59,7 @@ def overview_frame(result: dict[str, Any]) -> pd.DataFrame:
         "false-failure probability (either run, union bound)": result.get("false_failure_probability_either_run"),
         f"detectable drop at {result.get('power', 0.9):.0%} power": result["detectable_drop"],
     }
-    return pd.DataFrame({"value": rows}).astype(object)
+    return pd.DataFrame({"value": {name: number(value) for name, value in rows.items()}})  # None: a dash
 
 
 def spread_frame(result: dict[str, Any]) -> pd.DataFrame | None:
