@@ -121,11 +121,13 @@ def test_notebook_tables_show_numbers_for_people_and_no_nan() -> None:
         pages.use_people_tables()
         frame = pd.DataFrame({"init_s": [26.8312345, None], "output_tokens": [707, None]})
         html = shell.display_formatter.format(frame)[0]["text/html"]
+        empty = shell.display_formatter.format(frame.iloc[0:0])[0]["text/html"]
     finally:
         InteractiveShell.clear_instance()
         pd.reset_option("display.float_format")
     assert "26.83" in html and "26.831234" not in html and "707" in html
     assert "NaN" not in html and "<td>—</td>" in html
+    assert "<em>none</em>" in empty and "<table" not in empty, "no header row over nothing"
 
 
 def test_lane_and_controls_reports_have_the_environment_block(results_dir, tmp_path, recorded) -> None:

@@ -116,8 +116,12 @@ def match_text(match: Any, control: Any = None) -> str:
 
 
 def table_html(frame: Any) -> str:
-    """A DataFrame as a notebook shows it, with numbers for people and missing values as a dash (never NaN)."""
+    """A DataFrame as a notebook shows it, with numbers for people and missing values as a dash (never NaN); a
+    table without rows as the word, not as a header row over nothing."""
     import pandas as pd
+
+    if frame.empty:
+        return '<p class="wb-empty"><em>none</em></p>'
 
     return frame.to_html(notebook=True, na_rep=MISSING, float_format=number,
                          max_rows=pd.get_option("display.max_rows"), max_cols=pd.get_option("display.max_columns"))
