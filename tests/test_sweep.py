@@ -399,3 +399,57 @@ def test_a_two_cell_tiny_sweep_runs_one_reference_locally_and_on_a_ray_cluster_a
         page = (tmp_path / where / "report.html").read_text()
         assert "Fastest passing config" in page and "Output match, with its control" in page
         assert page.count("data:image/png") >= 4, "the four figures are embedded"
+
+
+def test_a_ray_follower_on_a_gpu_cluster_starts_at_once_and_fetches_its_reference_meanwhile(tmp_path, monkeypatch):
+    """In the worker's own code (`run_cell_task`, called here): the cell's run starts before the leader's reference
+    exists, gets it whole once it does, and is stopped at once (exit 3, naming the leader) when it never will."""
+    ray = pytest.importorskip("ray")
+    from workbench.sweep import ray_executor
+    from workbench.sweep.archive import pack, unpack
+
+    entry = tmp_path / "leader-cache" / "k3y" / "records"
+    entry.mkdir(parents=True)
+    (entry / "reference.json").write_text(json.dumps({"label": "reference", "ok": True, "gsm8k": ["x" * 100000]}))
+    stored = pack(tmp_path / "leader-cache", ["k3y"])
+    started: list[float] = []
+
+    def start_cell(params_file, overrides, run_dir, log, env=None):  # the cell's run: waits for its reference
+        code = (f"import pathlib, sys, time\nrecord = pathlib.Path({overrides['reference_record']!r})\n"
+                f"while not record.is_file():\n    time.sleep(0.02)\n"
+                f"run = pathlib.Path({str(run_dir)!r}); run.mkdir(parents=True)\n"
+                f"(run / 'seen.json').write_text(record.read_text())\n")
+        started.append(time.monotonic())
+        log.parent.mkdir(parents=True, exist_ok=True)
+        return subprocess.Popen([sys.executable, "-c", code])
+
+    monkeypatch.setattr(ray_executor, "start_cell", start_cell)
+    task = ray_executor.CellTask(name="k2", role="follower", leader="k1", packaged_case="tiny-qwen3_5-cpu",
+                                 params_name="tiny-qwen3_5-cpu.yaml", overrides={}, reference_wait_s=60,
+                                 reference_entry=["k3y", "records", "reference.json"])
+    ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
+             object_store_memory=1 << 28, logging_level="warning")
+    try:
+        @ray.remote
+        def leader(seconds: float, data: bytes) -> bytes:
+            time.sleep(seconds)
+            if not data:
+                raise RuntimeError("leader lost")
+            return data
+
+        ref = leader.remote(4.0, stored)
+        result, _ = ray_executor.run_cell_task(task, [ref])
+        ready = time.monotonic()
+        assert result.exit_code == 0 and result.error is None, result
+        assert ready - started[0] > 2.0, "the cell's run started only once the reference existed"
+        out = tmp_path / "out"
+        unpack(result.archive, out)
+        assert json.loads((out / "k2" / "seen.json").read_text())["gsm8k"] == ["x" * 100000], "read whole"
+
+        failing = leader.remote(1.0, b"")
+        before = time.monotonic()
+        result, _ = ray_executor.run_cell_task(task, [failing])
+        assert result.exit_code == 3 and "its reference cell k1 failed" in (result.error or ""), result
+        assert time.monotonic() - before < 30, "stopped when the leader failed, not at reference_wait_s"
+    finally:
+        ray.shutdown()

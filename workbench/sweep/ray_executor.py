@@ -8,18 +8,25 @@ Workers may share no file system with the driver. A task gets the params (a pack
 else the params as resolved, with absolute model and dataset paths) and the overrides, runs the cell
 with `workbench run` under a temporary root laid out as the sweep folder is, and returns that folder as
 tar.gz; the driver unpacks it into the sweep folder and rewrites the worker's paths in its records. A
-reference key's leader returns its stored cache entry as a second object; the key's other cells are
-tasks that take that object as an argument, so Ray starts them once it exists, on any node, and they
-run only their speculative engine. A task that raises, or whose worker or node dies, fails its cell
-(exit 3, the cause in sweep.json) and the cells waiting for its reference, never the sweep. Tasks are
-not retried: a retry would start the engines again.
+reference key's leader returns its stored cache entry as a second object, and the key's other cells
+(followers) run only their speculative engine against it. On a cluster with GPUs a follower gets that
+object inside a list, which Ray does not wait for: it starts at once, as the local executor's do, and a
+thread of its task fetches the reference when the leader has stored it (two GPUs then sweep four cells in
+two waves, not three). On a CPU cluster, where a cell takes a whole node, a follower started early would
+only hold the node its leader needs, so it takes the object itself and Ray starts it once it exists. A
+task that raises, or whose worker or node dies, fails its cell (exit 3, the cause in sweep.json) and the
+cells waiting for its reference, never the sweep. Tasks are not retried: a retry would start the engines
+again.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
+import subprocess
 import tempfile
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -51,6 +58,9 @@ class CellTask(BaseModel):
     params_name: str
     params_yaml: str = ""
     overrides: dict[str, Any]
+    leader: str | None = None
+    reference_entry: list[str] = []  # a follower's reference record inside the cache: key folder, records, file
+    reference_wait_s: float = 3600.0
 
     @classmethod
     def for_job(cls, job: CellJob, sweep: str) -> CellTask:
@@ -58,7 +68,9 @@ class CellTask(BaseModel):
         resolved = "" if packaged else yaml.safe_dump(load_params(job.params_file).model_dump(), sort_keys=False)
         return cls(name=job.name, sweep=sweep, role=job.role, packaged_case=job.params_file.stem if packaged else None,
                    params_name=job.params_file.name, params_yaml=resolved,
-                   overrides={k: v for k, v in job.overrides.items() if k not in WORKER_SET})
+                   overrides={k: v for k, v in job.overrides.items() if k not in WORKER_SET}, leader=job.leader,
+                   reference_entry=list(Path(job.record).parts[-3:]) if job.record else [],
+                   reference_wait_s=float(job.overrides.get("reference_wait_s", 3600.0)))
 
     def params_file(self, root: Path) -> Path:
         if self.packaged_case:
@@ -93,16 +105,72 @@ def _device() -> str:
     return f"{node} {'cuda ' + gpus if gpus else 'cpu'}"
 
 
-def run_cell_task(task: CellTask, reference: bytes | None = None) -> tuple[TaskResult, bytes]:
-    """On a worker: run the cell in a temporary folder; return its result and (a leader) its stored reference entry."""
+class ReferenceFetch:
+    """A follower's reference, fetched while its speculative engine already runs: Ray's `get` of the leader's
+    cache entry in a thread, unpacked beside the cache and moved in whole, so the run waiting for the record
+    (`reference_wait_s`) never reads half a file."""
+
+    def __init__(self, entry: Any, cache: Path, leader: str | None) -> None:
+        self.failure: str | None = None
+        self.leader = leader
+        self._thread = threading.Thread(target=self._fetch, args=(entry, cache), daemon=True)
+        self._thread.start()
+
+    def _fetch(self, entry: Any, cache: Path) -> None:
+        import ray
+
+        try:
+            data = ray.get(entry)
+        except Exception as exc:  # the leader's task failed, or its worker died
+            self.failure = f"its reference cell {self.leader} failed: {_cause(exc)}"
+            return
+        if not data:
+            self.failure = f"its reference cell {self.leader} ended without a reference"
+            return
+        incoming = Path(tempfile.mkdtemp(prefix=".incoming-", dir=cache.parent))
+        for name in unpack(data, incoming):
+            cache.mkdir(parents=True, exist_ok=True)
+            os.replace(incoming / name, cache / name)
+        shutil.rmtree(incoming, ignore_errors=True)
+
+
+def _wait_cell(process: Any, fetch: ReferenceFetch | None) -> tuple[int, str | None]:
+    """The cell's exit code; a follower whose reference will never come is stopped at once (as a cancel stops a
+    run: what finished is kept) rather than at `reference_wait_s`."""
+    try:
+        while True:
+            try:
+                return process.wait(timeout=1.0), None
+            except subprocess.TimeoutExpired:
+                pass
+            if fetch is not None and fetch.failure:
+                process.terminate()
+                process.wait()
+                return ExitCode.ERROR, fetch.failure
+    except KeyboardInterrupt:  # ray.cancel: the run stops as a cancel stops it
+        process.terminate()
+        return process.wait(), None
+
+
+def run_cell_task(task: CellTask, reference: Any = None) -> tuple[TaskResult, bytes]:
+    """On a worker: run the cell in a temporary folder; return its result and (a leader) its stored reference entry.
+
+    A follower's `reference` is the leader's cache entry (bytes: Ray waited for it), or a list holding the
+    object that will carry it (Ray did not wait: the cell starts now and fetches it meanwhile)."""
     scratch = Path(tempfile.mkdtemp(prefix="workbench-sweep-cell-"))
     root = scratch / task.sweep
     cache = root / CACHE
     started = time.perf_counter()
+    fetch = None
     try:
         overrides = dict(task.overrides)
         if task.role == "leader":
             overrides["reference_cache_dir"] = str(cache)
+        elif task.role == "follower" and isinstance(reference, list):
+            root.mkdir(parents=True, exist_ok=True)
+            fetch = ReferenceFetch(reference[0], cache, task.leader)
+            overrides.update(reference_record=str(cache.joinpath(*task.reference_entry)),
+                             reference_wait_s=task.reference_wait_s)
         elif task.role == "follower":
             if reference:
                 unpack(reference, cache)
@@ -113,11 +181,11 @@ def run_cell_task(task: CellTask, reference: bytes | None = None) -> tuple[TaskR
             overrides.update(reference_record=str(record), reference_wait_s=0.0)
         log = root / "logs" / f"{task.name}.out"
         process = start_cell(task.params_file(root), overrides, root / task.name, log)
-        try:
-            code = process.wait()
-        except KeyboardInterrupt:  # ray.cancel: the run stops as a cancel stops it
-            process.terminate()
-            code = process.wait()
+        code, failure = _wait_cell(process, fetch)
+        if failure:
+            return TaskResult(exit_code=code, root=str(root), device=_device(), error=failure,
+                              wall_s=time.perf_counter() - started,
+                              archive=pack(root, [task.name, f"logs/{task.name}.out"])), b""
         stored = sorted(p.name for p in cache.iterdir() if p.is_dir()) if task.role == "leader" and cache.is_dir() \
             else []
         result = TaskResult(exit_code=code, root=str(root), device=_device(), wall_s=time.perf_counter() - started,
@@ -223,7 +291,9 @@ class RayExecutor:
         pending: dict[Any, CellJob] = {}
         for job in sorted(jobs, key=lambda job: job.role == "follower"):
             task = CellTask.for_job(job, out.name)
-            result, entry = remote.options(**self._options(job)).remote(task, entries.get(job.leader or ""))
+            entry = entries.get(job.leader or "")
+            early = entry is not None and self.gpus_per_node  # see the module's docstring
+            result, entry = remote.options(**self._options(job)).remote(task, [entry] if early else entry)
             if job.role == "leader":
                 entries[job.name] = entry
             pending[result] = job
