@@ -173,8 +173,9 @@ def test_what_runs_before_the_engines_start_imports_nothing_it_does_not_need() -
     """The seconds before the engines start are the workbench's own overhead (issue 15: at most 5 % of a run).
 
     The notebook's first cell imports the pipeline, prepares the prompts and starts the engines: pandas waits
-    until a table is built. The command imports papermill, whose nbformat would build jsonschema's RFC 3987
-    grammar (1.3 s here) for string formats no notebook schema uses.
+    until a table is built. The command itself needs neither pandas nor scipy (1.3 s here, once pulled in by the
+    benchmark-file writer), and imports papermill, whose nbformat would build jsonschema's RFC 3987 grammar
+    (1.3 s here) for string formats no notebook schema uses.
     """
     code = ("import sys, workbench.correctness.pipeline; assert 'pandas' not in sys.modules, 'pandas imported'; "
             "from workbench.cli import main; main(['run', '--help'])")
@@ -182,8 +183,11 @@ def test_what_runs_before_the_engines_start_imports_nothing_it_does_not_need() -
                             env={**os.environ, "PYTHONPATH": str(REPO)})
     assert result.returncode == 0, result.stdout + result.stderr
     code = ("import sys; from workbench.cli import main\ntry:\n    main(['run', '/nonexistent.yaml'])\n"
-            "finally:\n    import papermill, nbformat.validator\n"
+            "finally:\n    heavy = sorted({'scipy', 'statsmodels', 'pandas', 'matplotlib'} & set(sys.modules))\n"
+            "    assert not heavy, f'the command imported {heavy}'\n"
+            "    import papermill, nbformat.validator\n"
             "    assert sys.modules.get('rfc3987_syntax') is None, 'rfc3987_syntax imported'")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
                             env={**os.environ, "PYTHONPATH": str(REPO)})
-    assert "rfc3987_syntax imported" not in result.stderr, result.stderr[-2000:]
+    assert "rfc3987_syntax imported" not in result.stderr and "the command imported" not in result.stderr, \
+        result.stderr[-2000:]

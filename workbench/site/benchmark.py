@@ -17,7 +17,6 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from workbench.calibration.stats import accuracy_interval
 from workbench.core.errors import BadInputError, WorkbenchError
 from workbench.core.pages import commit, number, variant, verdict_of
 from workbench.records import LaneSummary, RunSummary, load_summary
@@ -38,6 +37,8 @@ class BenchmarkEntry(BaseModel):
 def _accuracy_range(accuracy: float, questions: int | None) -> str | None:
     if not questions:
         return None
+    from workbench.calibration.stats import accuracy_interval  # scipy: only when a benchmark file is written
+
     low, high = accuracy_interval(round(accuracy * questions), questions)
     return f"± {number(max(accuracy - low, high - accuracy), 3)}"
 
