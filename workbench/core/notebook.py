@@ -3,11 +3,9 @@ self-contained HTML report with nbconvert, and map how it ended to an exit code.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sys
-import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -83,41 +81,6 @@ REPORT_DROPS = ("widget", "papermill-error-cell-tag")
 Exception was encountered" markers (the verdict at the top names what stopped the run)."""
 
 
-_EXPORTERS: dict[tuple[bool, tuple[str, ...]], Any] = {}
-
-
-def _exporter(show_input: bool, drop_tags: tuple[str, ...]) -> Any:
-    """The report's nbconvert exporter, built once per process: its Jinja templates compile on first use."""
-    key = (show_input, tuple(drop_tags))
-    if key not in _EXPORTERS:
-        from nbconvert import HTMLExporter
-        from nbconvert.preprocessors import TagRemovePreprocessor
-
-        exporter = HTMLExporter(template_name="workbench_report", extra_template_basedirs=[str(TEMPLATES)],
-                                exclude_input=not show_input, exclude_input_prompt=True, exclude_output_prompt=True)
-        exporter.register_preprocessor(TagRemovePreprocessor(remove_cell_tags=set(drop_tags), enabled=True),
-                                       enabled=True)
-        _EXPORTERS[key] = exporter
-    return _EXPORTERS[key]
-
-
-def warm_report_exporter(show_input: bool = False) -> threading.Thread:
-    """Import nbconvert and compile the report's templates in a thread while the notebook runs (its engines
-    take minutes), so the report renders in a fraction of the 0.7 s a cold render costs once they end. Join
-    the thread before rendering."""
-    def warm() -> None:
-        with contextlib.suppress(Exception):  # a failed warm-up costs only the time it would have saved
-            import nbformat.v4
-
-            _exporter(show_input, REPORT_DROPS).from_notebook_node(
-                nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("warm-up")]),
-                resources={"workbench_head": ""})
-
-    thread = threading.Thread(target=warm, name="report-exporter-warm-up", daemon=True)
-    thread.start()
-    return thread
-
-
 def export_html(executed: Path, html: Path, show_input: bool = False, drop_tags: tuple[str, ...] = REPORT_DROPS,
                 head: str | None = None) -> Path:
     """Self-contained HTML (figures are embedded PNG), code cells hidden unless asked for; `drop_tags`' cells left
@@ -128,10 +91,14 @@ def export_html(executed: Path, html: Path, show_input: bool = False, drop_tags:
     warnings) stays in the executed notebook and is left out of the report.
     """
     import nbformat
+    from nbconvert import HTMLExporter
+    from nbconvert.preprocessors import TagRemovePreprocessor
 
     from workbench.core.pages import insert_toc
 
-    exporter = _exporter(show_input, drop_tags)
+    exporter = HTMLExporter(template_name="workbench_report", extra_template_basedirs=[str(TEMPLATES)],
+                            exclude_input=not show_input, exclude_input_prompt=True, exclude_output_prompt=True)
+    exporter.register_preprocessor(TagRemovePreprocessor(remove_cell_tags=set(drop_tags), enabled=True), enabled=True)
     notebook = nbformat.read(str(executed), as_version=4)
     if drop_tags:
         notebook.metadata.pop("widgets", None)  # the dropped widgets' saved state would be embedded otherwise
@@ -254,7 +221,6 @@ def run_notebook_case(notebook: str, params_file: Path, overrides: dict[str, Any
     exit_code = ExitCode.ERROR  # what on_finished hears when an error escapes
     try:
         try:
-            warming = warm_report_exporter(show_input)
             with cancellable(tree) as cancelled, progress_lines(run_dir):
                 outcome = execute(notebook_path(notebook), executed,
                                   {"params_file": str(Path(params_file).resolve()), "overrides": overrides,
@@ -270,7 +236,6 @@ def run_notebook_case(notebook: str, params_file: Path, overrides: dict[str, Any
                 _log(run_dir, f"stopped {len(leftovers)} process(es) the run left behind: {leftovers}")
         stamp_environment(run_dir, started_at, time.monotonic() - started, kind=kind, params=params,
                           case=case_name(params_file))
-        warming.join()
         exit_code = _report_and_exit(run_dir, executed, kind, params, outcome, show_input)
         return exit_code
     except OSError as exc:  # unwritable or full disk while writing the report or summary
