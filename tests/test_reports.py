@@ -147,6 +147,7 @@ def test_lane_and_controls_reports_have_the_environment_block(results_dir, tmp_p
     page = text_of(render(summary, tmp_path))
     assert page.startswith("FAILED") and page.index("FAILED") < page.index("Positive controls")
     assert "Environment" in page and hardware().label in page
+    assert summary.wall_s is not None and f"how long {pages.duration(summary.wall_s)}" in page
 
 
 def test_a_failed_lane_opens_with_each_failed_cases_checks_and_numbers(results_dir, tmp_path) -> None:

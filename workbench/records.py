@@ -596,6 +596,8 @@ class ControlsSummary(Record):
     churn_only: list[str] = Field(default_factory=list, description="injections only the churn workload caught")
     errors: list[str] = Field(default_factory=list, description="runs an error stopped (not catches)")
     passed: bool = Field(False, description="every clean run passed and every injection was caught")
+    wall_s: float | None = Field(None, description="how long the controls took, first run's start to the last "
+                                                   "run's end, in seconds")
 
     @property
     def run_dirs(self) -> list[str]:

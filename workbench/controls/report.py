@@ -53,7 +53,8 @@ def render(summary: ControlsSummary, out_dir: Path) -> str:
 
     recorded = [s for s in map(read_summary, summary.run_dirs) if s is not None]
     head = page_head(controls_verdict(summary), controls_keys(summary),
-                     environment_rows(*group_environment(recorded)), f"positive controls of {summary.case}",
+                     environment_rows(*group_environment(recorded, summary.wall_s)),
+                     f"positive controls of {summary.case}",
                      sections=SECTIONS)
     return pages.render("controls.html.j2", s=summary, names=names, cell=lambda n, w: by_cell.get((n, w)), rel=rel,
                   rate=rate, head=head)

@@ -7,6 +7,7 @@ the checks fail when they should.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -108,8 +109,10 @@ def run_controls(params_file: Path, overrides: dict[str, Any], injections: list[
     summary = ControlsSummary(case=case_name(params_file), overrides=overrides, workloads=workloads,
                               clean=CleanVerdict(passed=False))
     codes: list[ExitCode] = []
+    started = time.perf_counter()
 
     def save() -> None:
+        summary.wall_s = round(time.perf_counter() - started, 1)  # so far: the report's "how long"
         write_record(out / "controls.json", summary)
 
     for workload in workloads:

@@ -155,7 +155,7 @@ def from_coded(record: LaneSummary | SweepSummary, folder: Path, run_id: str) ->
 
 def from_controls(controls: ControlsSummary, folder: Path, run_id: str) -> SiteRun:
     run = _from_group(folder, run_id, "controls", controls.case, "PASSED" if controls.passed else "FAILED",
-                      _member_summaries(folder, controls.run_dirs), folder / "controls.json", None,
+                      _member_summaries(folder, controls.run_dirs), folder / "controls.json", controls.wall_s,
                       _report_name(folder, "controls.html", "report.html"))
     run.failed_checks = [*controls.missed, *controls.errors]
     return run
