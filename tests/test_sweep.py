@@ -398,6 +398,8 @@ def test_a_two_cell_tiny_sweep_runs_one_reference_locally_and_on_a_ray_cluster_a
     for where in ("local", "ray"):
         page = (tmp_path / where / "report.html").read_text()
         assert "Fastest passing config" in page and "Output match, with its control" in page
+        verdict = page.index("<strong>PASSED</strong>: 2 of 2 cells passed")
+        assert page.index("wb-verdict") < verdict < page.index("Sweep:"), "the report opens with its verdict"
         assert page.count("data:image/png") >= 4, "the four figures are embedded"
 
 
