@@ -266,3 +266,15 @@ def test_the_tiny_cpu_lane_starts_one_reference_engine_and_a_rerun_none(tmp_path
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     lane = json.loads((tmp_path / "second" / "lane.json").read_text())
     assert lane["reference_runs"] == 0 and lane["reused_from_cache"] == 2
+
+
+@pytest.mark.parametrize("lane_file", sorted((REPO / "lanes").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_lane_loads_with_its_cases_params(lane_file: Path) -> None:
+    from workbench.core.params import load_params
+    from workbench.lane.spec import load_lane
+
+    _, cases = load_lane(lane_file, {})
+    assert len(cases) >= 2 and len({case.name for case in cases}) == len(cases)
+    for case in cases:
+        params = load_params(case.params_file, case.overrides)
+        assert params.num_speculative_tokens >= 1, case.name

@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # The README's GPU figures (issues 14, 16, 18), on one machine with two GPUs, after scripts/gpu/wheels.sh install.
 #
-#   scripts/gpu/figures.sh start VENV RESULTS   # runs every step below in the background (setsid), returns at once
-#   scripts/gpu/figures.sh poll RESULTS DEST    # copies the steps finished since the last poll to DEST (one tgz each)
-#   scripts/gpu/figures.sh run VENV RESULTS     # the same steps in the foreground
+#   scripts/gpu/figures.sh start VENV RESULTS [PLAN]   # the plan's steps in the background (setsid), returns at once
+#   scripts/gpu/figures.sh poll RESULTS DEST           # copies the steps finished since the last poll to DEST (tgz each)
+#   scripts/gpu/figures.sh run VENV RESULTS [PLAN]     # the same steps in the foreground
 #
-# Two tracks at once, one GPU each, then both GPUs together:
+# Two tracks at once, one GPU each, then both GPUs together. PLAN `all` (default; what ran on 2026-11-26):
 #   GPU 0: benchmarks/gpu.py (the default GPU case against the upstream way, cold then warm; issue 16)
 #   GPU 1: workbench controls, batch and churn workloads (issue 14); then a 4-cell sweep on that one GPU (issue 18)
 #   both:  the same 4-cell sweep on two GPUs with the local executor, then with Ray, then a tensor_parallel_size 2
 #          sweep (issue 18)
+# PLAN `next` (what that session left): GPU 0: benchmarks/gpu.py again (the warm ratio after the start-up work),
+#   then benchmarks/lane.py lanes/tiny-gpu.yaml (issue 15); GPU 1: the 4-cell sweep on one GPU, then
+#   benchmarks/sweep.py over it (issue 18); both: the 4-cell sweep on two GPUs, local and Ray (followers now start
+#   at once), then tensor_parallel_size 2 with the engines one after the other.
 # Each step's folder is packed as RESULTS/<step>.tgz (record files left out) as soon as it ends, and a line with its
 # exit code and wall time goes to RESULTS/progress, so a session cut short keeps what had finished.
 set -uo pipefail
@@ -18,7 +22,7 @@ cmd="${1:-}"
 case "$cmd" in
   start)
     venv="$2"; results="$3"; mkdir -p "$results"
-    setsid nohup "$0" run "$venv" "$results" >"$results/figures.log" 2>&1 < /dev/null &
+    setsid nohup "$0" run "$venv" "$results" "${4:-all}" >"$results/figures.log" 2>&1 < /dev/null &
     echo "started: $results/figures.log"; exit 0 ;;
   poll)
     results="$2"; dest="$3"; mkdir -p "$dest"
@@ -29,8 +33,8 @@ case "$cmd" in
       cp "$f" "$dest/" && touch "$f.sent"
     done
     exit 0 ;;
-  run) venv="$2"; results="$3" ;;
-  *) sed -n '2,14p' "$0"; exit 2 ;;
+  run) venv="$2"; results="$3"; plan="${4:-all}" ;;
+  *) sed -n '2,18p' "$0"; exit 2 ;;
 esac
 
 export PATH="$venv/bin:$PATH"
@@ -56,20 +60,37 @@ step() {  # step NAME GPUS COMMAND...: runs COMMAND with CUDA_VISIBLE_DEVICES=GP
 nvidia-smi --query-gpu=index,name,memory.total,driver_version --format=csv,noheader >>"$results/progress"
 "$py" -c "import torch, vllm; print('vllm', vllm.__version__, 'torch', torch.__version__)" >>"$results/progress" 2>&1
 
-(  # GPU 0
-  step bench16 0 "$py" benchmarks/gpu.py --out "$results/bench16/runs" --json "$results/bench16/benchmark-gpu.json"
-) &
-track_a=$!
-(  # GPU 1
-  step controls 1 workbench controls "$params" -p num_questions 50 --out "$results/controls/runs"
-  step sweep1gpu 1 workbench sweep "$params" --vary num_speculative_tokens 1,2,3,4 --out "$results/sweep1gpu/runs"
-) &
-track_b=$!
-wait "$track_a" "$track_b"
+sweep4() {  # sweep4 NAME GPUS [ARGS...]: the tiny GPU case over k = 1..4
+  local name="$1" gpus="$2"; shift 2
+  step "$name" "$gpus" workbench sweep "$params" --vary num_speculative_tokens 1,2,3,4 --out "$results/$name/runs" "$@"
+}
 
-step sweep2gpu 0,1 workbench sweep "$params" --vary num_speculative_tokens 1,2,3,4 --out "$results/sweep2gpu/runs"
-step sweep2gpu-ray 0,1 workbench sweep "$params" --vary num_speculative_tokens 1,2,3,4 --executor ray \
-  --out "$results/sweep2gpu-ray/runs"
-step sweep-tp2 0,1 workbench sweep "$params" --vary num_speculative_tokens 1,3 -p tensor_parallel_size 2 \
-  --out "$results/sweep-tp2/runs"
+case "$plan" in
+  all)
+    ( step bench16 0 "$py" benchmarks/gpu.py --out "$results/bench16/runs" --json "$results/bench16/benchmark-gpu.json" ) &
+    track_a=$!
+    ( step controls 1 workbench controls "$params" -p num_questions 50 --out "$results/controls/runs"
+      sweep4 sweep1gpu 1 ) &
+    track_b=$!
+    wait "$track_a" "$track_b"
+    sweep4 sweep2gpu 0,1
+    sweep4 sweep2gpu-ray 0,1 --executor ray
+    step sweep-tp2 0,1 workbench sweep "$params" --vary num_speculative_tokens 1,3 -p tensor_parallel_size 2 \
+      --out "$results/sweep-tp2/runs"
+    ;;
+  next)
+    ( step bench16 0 "$py" benchmarks/gpu.py --out "$results/bench16/runs" --json "$results/bench16/benchmark-gpu.json"
+      step lane-bench 0 "$py" benchmarks/lane.py lanes/tiny-gpu.yaml ) &
+    track_a=$!
+    ( sweep4 sweep1gpu 1
+      step sweep-bench 1 "$py" benchmarks/sweep.py "$params" --vary num_speculative_tokens 1,2,3,4 ) &
+    track_b=$!
+    wait "$track_a" "$track_b"
+    sweep4 sweep2gpu 0,1
+    sweep4 sweep2gpu-ray 0,1 --executor ray
+    step sweep-tp2 0,1 workbench sweep "$params" --vary num_speculative_tokens 1,3 -p tensor_parallel_size 2 \
+      -p parallel_engines false --out "$results/sweep-tp2/runs"
+    ;;
+  *) echo "unknown plan $plan (all, next)" >&2; exit 2 ;;
+esac
 echo "$(date -u +%T) all done" >>"$results/progress"
