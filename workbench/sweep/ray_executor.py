@@ -181,14 +181,11 @@ def run_cell_task(task: CellTask, reference: Any = None) -> tuple[TaskResult, by
             overrides.update(reference_record=str(record), reference_wait_s=0.0)
         log = root / "logs" / f"{task.name}.out"
         process = start_cell(task.params_file(root), overrides, root / task.name, log)
-        code, failure = _wait_cell(process, fetch)
-        if failure:
-            return TaskResult(exit_code=code, root=str(root), device=_device(), error=failure,
-                              wall_s=time.perf_counter() - started,
-                              archive=pack(root, [task.name, f"logs/{task.name}.out"])), b""
+        code, failure = _wait_cell(process, fetch)  # a failure: a follower's leader gave it no reference
         stored = sorted(p.name for p in cache.iterdir() if p.is_dir()) if task.role == "leader" and cache.is_dir() \
             else []
         result = TaskResult(exit_code=code, root=str(root), device=_device(), wall_s=time.perf_counter() - started,
+                            error=failure,
                             archive=pack(root, [task.name, f"logs/{task.name}.out", *([CACHE] if stored else [])]))
         return result, pack(cache, stored) if stored else b""
     finally:
