@@ -32,7 +32,8 @@ from workbench.lane.spec import load_lane
 from workbench.records import load_engine_record, load_summary
 
 REPO = Path(__file__).resolve().parent.parent
-UPSTREAM_WAY = {"engine_cpu_binding": None, "output_match_control": False, "store_reference": False}
+UPSTREAM_WAY = {"engine_cpu_binding": None, "output_match_control": False, "store_reference": False,
+                "engine_in_process": False}  # upstream builds `LLM` as is: vLLM spawns its engine-core process
 
 
 def upstream_way(lane: Path, overrides: dict, root: Path) -> float:

@@ -127,6 +127,8 @@ def test_each_engines_start_is_broken_down_from_its_own_log(passing_run) -> None
         record = json.loads((out / "records" / f"{label}.json").read_text())
         log = re.sub(r"\x1b\[[0-9;]*m", "", (out / "logs" / f"{label}.log").read_text())
         assert record["start_log"] and all(line in log for line in record["start_log"])
+        # on the CPU vLLM's engine core keeps its own process (OpenMP binding needs it): it logs as EngineCore
+        assert summary[label]["engine_in_process"] is False and "(EngineCore pid=" in log
     notebook = json.loads((out / "mtp_correctness.ipynb").read_text())
     [cell] = [c for c in notebook["cells"] if "figures.start_breakdown(" in "".join(c["source"])]
     assert any("image/png" in output.get("data", {}) for output in cell["outputs"])
@@ -190,3 +192,19 @@ def test_engine_failure_exits_3_and_keeps_report(tmp_path) -> None:
     summary = json.loads((out / "summary.json").read_text())
     assert summary["passed"] is False and "EngineError" in summary["error"]
     assert (out / "report.html").is_file() and (out / "records" / "prompts.json").is_file()
+
+
+def test_engine_core_in_the_engine_child_on_request(tmp_path) -> None:
+    """Issue 16: `engine_in_process true` builds vLLM's engine core inside the engine child (the GPU default), so no
+    EngineCore process starts, and the run still generates, drafts, accepts and passes on the real model."""
+    out = tmp_path / "inproc"
+    result = run_cli("run", str(TINY_PARAMS), "-p", "num_questions", "8", "-p", "engine_in_process", "true",
+                     "-p", "reuse_reference", "false", "--out", str(out))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    for label in ("reference", "speculative"):
+        record = json.loads((out / "records" / f"{label}.json").read_text())
+        log = (out / "logs" / f"{label}.log").read_text()
+        assert record["engine_in_process"] is True and summary[label]["engine_in_process"] is True
+        assert "EngineCore pid=" not in log and record["orphans_killed"] == []
+    assert summary["speculative"]["counters"]["num_drafts"] > 0 and summary["speculative"]["acceptance_rate"] > 0.3

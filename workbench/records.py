@@ -132,6 +132,8 @@ class EngineRecord(Record):
     workload: str | None = Field(None, description="how the prompts reached the engine: batch or churn")
     async_scheduling: bool | None = Field(None, description="scheduler_config.async_scheduling of the built engine")
     device_type: str | None = Field(None, description="the engine's device type (cpu, cuda, ...)")
+    engine_in_process: bool | None = Field(
+        None, description="vLLM's engine core ran inside the engine child (true) or in a process of its own")
     wall_s: float | None = None
     orphans_killed: list[int] = Field(default_factory=list,
                                       description="pids of this engine's processes killed after its child ended")
@@ -272,6 +274,8 @@ class EngineSummary(Record):
     timings: Timings = Field(default_factory=Timings)
     async_scheduling: bool | None = Field(None, description="the engine's scheduler_config.async_scheduling")
     device_type: str | None = None
+    engine_in_process: bool | None = Field(
+        None, description="vLLM's engine core ran inside the engine child (true) or in a process of its own (false)")
     preemptions: int | None = Field(None, description="requests preempted for KV-cache space (the churn workload "
                                                       "forces some)")
     start_breakdown: StartBreakdown | None = Field(

@@ -132,6 +132,12 @@ class CaseParams(BaseModel):
                            "gets gpu_memory_utilization of it (2 x that must be free, checked before start) and a "
                            "fixed KV cache (engine_kwargs.kv_cache_memory_bytes), so neither sizes its cache from "
                            "memory the other is allocating")
+    engine_in_process: bool | None = Field(
+        None, description="run vLLM's engine core inside the engine child (VLLM_ENABLE_V1_MULTIPROCESSING=0) rather "
+                          "than in a process of its own, which imports vLLM and torch a second time (about 13 s of "
+                          "each engine start on an H100 machine); null = in process on a CUDA GPU with "
+                          "tensor_parallel_size 1, its own process elsewhere (vLLM's CPU backend binds OpenMP "
+                          "threads only in a worker process of its own). Outputs do not depend on it")
     engine_cpu_binding: list[str] | None = Field(
         None, description="CPU only: VLLM_CPU_OMP_THREADS_BIND of the reference and the speculative engine, e.g. "
                           "['0', '1']")

@@ -13,8 +13,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from workbench.core.engine import (ChildJob, ChildState, child_frame, generate, progress_bar, progress_path,
-                                   scheduling_facts, supported_llm_kwargs)
+from workbench.core.engine import (ChildJob, ChildState, child_frame, generate, place_engine_core, progress_bar,
+                                   progress_path, scheduling_facts, supported_llm_kwargs)
 from workbench.core.startlog import log_offset, read_start_log
 from workbench.correctness.workloads import submitter
 from workbench.inject.runtime import install_from_env as install_injected_fault
@@ -39,6 +39,8 @@ class EngineJob(ChildJob):
     control_batch_size: int | None = None
     workload: str = "batch"
     workload_seed: int = 0
+    engine_in_process: bool | None = None
+    """vLLM's engine core in this child (`place_engine_core`); None: chosen by device."""
 
 
 def control_batches(count: int, batch_size: int) -> list[list[int]]:
@@ -65,6 +67,7 @@ def _correctness_body(job: EngineJob, state: ChildState) -> None:
     from vllm import LLM  # imported in the child only: the parent never loads vLLM
 
     record = state.record
+    record["engine_in_process"] = place_engine_core(job.engine_in_process, job.llm_kwargs)
     offset = log_offset(job.log_path)  # the start's own lines follow: vLLM's processes append to this log
     started = time.perf_counter()
     state.llm = LLM(**supported_llm_kwargs(job.llm_kwargs))

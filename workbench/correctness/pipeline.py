@@ -262,7 +262,7 @@ def engine_job(ctx: RunContext, label: str) -> EngineJob:
         match_prompts=_engine_input(sets.output_match), match_chat=sets.match_format == "chat",
         match_sampling=sampling["output_match"],
         control_batch_size=control_batch_size(params, len(sets.output_match)) if label == "reference" else None,
-        workload=params.workload, workload_seed=params.seed,
+        workload=params.workload, workload_seed=params.seed, engine_in_process=params.engine_in_process,
         record_path=str(ctx.run_dir / "records" / f"{label}.json"),
         log_path=str(ctx.run_dir / "logs" / f"{label}.log"), env=env)
 
@@ -506,7 +506,8 @@ def _engine_fields(table: pd.DataFrame, label: str, record: dict) -> dict[str, A
     preemptions."""
     return {"accuracy": accuracy_by_scorer(table, label), "invalid_rate": invalid_rate_by_scorer(table, label),
             "timings": Timings(**timings(record)), "async_scheduling": record.get("async_scheduling"),
-            "device_type": record.get("device_type"), "preemptions": preemptions(record),
+            "device_type": record.get("device_type"), "engine_in_process": record.get("engine_in_process"),
+            "preemptions": preemptions(record),
             "start_breakdown": record.get("start_breakdown"), "start_cache_hit": record.get("start_cache_hit")}
 
 

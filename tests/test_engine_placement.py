@@ -1,0 +1,39 @@
+"""Issue 16: where vLLM's engine core runs. In the engine child on a CUDA GPU with one tensor-parallel rank (no
+second import of vLLM and torch per start), in a process of vLLM's own elsewhere; the choice reaches vLLM through
+its switch before the engine is built. Real runs of both placements are in test_notebook_vllm.py."""
+
+from __future__ import annotations
+
+import pytest
+
+from workbench.core.engine import ENGINE_MULTIPROCESSING_ENV, place_engine_core
+
+
+@pytest.fixture
+def platform(monkeypatch):
+    from vllm.platforms import current_platform
+
+    monkeypatch.setenv(ENGINE_MULTIPROCESSING_ENV, "1")  # recorded, so the value the child sets is undone after
+    monkeypatch.delenv(ENGINE_MULTIPROCESSING_ENV)
+
+    def on(cuda: bool) -> None:
+        monkeypatch.setattr(type(current_platform), "is_cuda", lambda self: cuda)
+    return on
+
+
+@pytest.mark.parametrize("cuda, tp, expected", [(True, 1, True), (True, 2, False), (False, 1, False)])
+def test_the_default_follows_the_device_and_tensor_parallel_size(platform, cuda, tp, expected) -> None:
+    import os
+
+    platform(cuda)
+    assert place_engine_core(None, {"tensor_parallel_size": tp}) is expected
+    assert (os.environ.get(ENGINE_MULTIPROCESSING_ENV) == "0") is expected
+
+
+@pytest.mark.parametrize("choice", [True, False])
+def test_a_stated_choice_wins_over_the_device(platform, choice) -> None:
+    import os
+
+    platform(not choice)
+    assert place_engine_core(choice, {}) is choice
+    assert (os.environ.get(ENGINE_MULTIPROCESSING_ENV) == "0") is choice
