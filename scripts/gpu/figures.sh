@@ -10,10 +10,12 @@
 #   GPU 1: workbench controls, batch and churn workloads (issue 14); then a 4-cell sweep on that one GPU (issue 18)
 #   both:  the same 4-cell sweep on two GPUs with the local executor, then with Ray, then a tensor_parallel_size 2
 #          sweep (issue 18)
-# PLAN `next` (what that session left): GPU 0: benchmarks/gpu.py again (the warm ratio after the start-up work),
-#   then benchmarks/lane.py lanes/tiny-gpu.yaml (issue 15); GPU 1: the 4-cell sweep on one GPU, then
-#   benchmarks/sweep.py over it (issue 18); both: the 4-cell sweep on two GPUs, local and Ray (followers now start
-#   at once), then tensor_parallel_size 2 with the engines one after the other.
+# PLAN `next` (what that session left): GPU 0: benchmarks/gpu.py again (the warm ratio with the engine core in
+#   the engine child); GPU 1: the tiny GPU lane (it also fills the compile cache), then benchmarks/lane.py over it
+#   (issue 15); both: params/tiny-qwen3_5-gpu-tp2.yaml swept over k = 1 (tensor parallel, engines one after the
+#   other), then the 4-cell sweep on two GPUs with Ray (followers now start at once) (issue 18).
+# Every step runs with VLLM_FLASHINFER_ALLREDUCE_BACKEND=trtllm: vLLM's default on one node (`mnnvl`) allocates
+# NVLink multicast memory, which hosts that keep multicast off must not get (the tp2 case also turns the fusion off).
 # Each step's folder is packed as RESULTS/<step>.tgz (record files left out) as soon as it ends, and a line with its
 # exit code and wall time goes to RESULTS/progress, so a session cut short keeps what had finished.
 set -uo pipefail
@@ -38,6 +40,7 @@ case "$cmd" in
 esac
 
 export PATH="$venv/bin:$PATH"
+export VLLM_FLASHINFER_ALLREDUCE_BACKEND=trtllm
 py="$venv/bin/python"
 params="$here/params/tiny-qwen3_5-gpu.yaml"
 mkdir -p "$results"
@@ -75,21 +78,20 @@ case "$plan" in
     wait "$track_a" "$track_b"
     sweep4 sweep2gpu 0,1
     sweep4 sweep2gpu-ray 0,1 --executor ray
-    step sweep-tp2 0,1 workbench sweep "$params" --vary num_speculative_tokens 1,3 -p tensor_parallel_size 2 \
+    step sweep-tp2 0,1 workbench sweep params/tiny-qwen3_5-gpu-tp2.yaml --vary num_speculative_tokens 1,3 \
       --out "$results/sweep-tp2/runs"
     ;;
   next)
-    ( step bench16 0 "$py" benchmarks/gpu.py --out "$results/bench16/runs" --json "$results/bench16/benchmark-gpu.json"
-      step lane-bench 0 "$py" benchmarks/lane.py lanes/tiny-gpu.yaml ) &
+    ( step bench16 0 "$py" benchmarks/gpu.py --out "$results/bench16/runs" --json "$results/bench16/benchmark-gpu.json" ) &
     track_a=$!
-    ( sweep4 sweep1gpu 1
-      step sweep-bench 1 "$py" benchmarks/sweep.py "$params" --vary num_speculative_tokens 1,2,3,4 ) &
+    ( step lane-gpu 1 workbench lane lanes/tiny-gpu.yaml --no-reuse --out "$results/lane-gpu/lane" \
+        --junit-xml "$results/lane-gpu/junit.xml"
+      step lane-bench 1 "$py" benchmarks/lane.py lanes/tiny-gpu.yaml ) &
     track_b=$!
     wait "$track_a" "$track_b"
-    sweep4 sweep2gpu 0,1
+    step sweep-tp2 0,1 workbench sweep params/tiny-qwen3_5-gpu-tp2.yaml --vary num_speculative_tokens 1 \
+      --out "$results/sweep-tp2/runs"
     sweep4 sweep2gpu-ray 0,1 --executor ray
-    step sweep-tp2 0,1 workbench sweep "$params" --vary num_speculative_tokens 1,3 -p tensor_parallel_size 2 \
-      -p parallel_engines false --out "$results/sweep-tp2/runs"
     ;;
   *) echo "unknown plan $plan (all, next)" >&2; exit 2 ;;
 esac
