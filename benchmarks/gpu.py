@@ -18,7 +18,8 @@ first run pays for a cold disk. It prints the wall time of every run, the ratios
 runs (cold against cold, target <= 0.8) and of the last runs (warm against warm, target <= 0.6), each engine's start
 by phase (weights, compile, profiling/warmup, CUDA graphs, other; from vLLM's log lines), its generation time and
 compile-cache hit, and whether the results agree: acceptance counters, accuracies and output match of all runs, the
-difference between the two ways beside each way's own run-to-run difference. Last, one JSON line (and `--json`).
+difference between the two ways beside each way's own run-to-run difference; for accuracies also McNemar's exact
+test on the questions, pair by pair of runs (an accuracy agrees when either says so). Last, one JSON line (and `--json`).
 
 `--params params/tiny-qwen3_5-cpu.yaml -p num_questions 10` runs the same on the CPU as a smoke check of the script:
 its ratio says nothing about a GPU. Run folders and the upstream way's logs stay in --out (default
@@ -136,11 +137,13 @@ def scores(completions: dict[str, list[str]], question_ids: list[int], dataset: 
 
     by_id = {item.question_id: item for item in gsm8k.load_gsm8k("test", dataset)}
     questions = [by_id[i] for i in question_ids]
-    accuracy = {label: {scorer: gsm8k.accuracy(flags) for scorer, flags in
-                        gsm8k.score_completions(texts, questions).items()} for label, texts in completions.items()}
+    correct = {label: gsm8k.score_completions(texts, questions) for label, texts in completions.items()}
+    accuracy = {label: {scorer: gsm8k.accuracy(flags) for scorer, flags in by_scorer.items()}
+                for label, by_scorer in correct.items()}
     reference, speculative = match
-    return {"accuracy": accuracy, "output_match": {"matched": sum(a == b for a, b in zip(reference, speculative)),
-                                                   "total": len(reference)}}
+    return {"accuracy": accuracy, "correct": {label: {scorer: [bool(f) for f in flags] for scorer, flags in
+                                                      by_scorer.items()} for label, by_scorer in correct.items()},
+            "output_match": {"matched": sum(a == b for a, b in zip(reference, speculative)), "total": len(reference)}}
 
 
 def engine_numbers(record: dict[str, Any]) -> dict[str, Any]:
@@ -159,8 +162,8 @@ def workbench_run(params_file: Path, p_args: list[str], cache: Path, out: Path, 
     summary = load_summary(out)
     records = {label: json.loads((out / "records" / f"{label}.json").read_text()) for label in ("reference",
                                                                                                  "speculative")}
-    table = _questions(out)
-    return {"wall_s": wall, "exit_code": code, "run_dir": str(out),
+    table, correct = _questions(out)
+    return {"wall_s": wall, "exit_code": code, "run_dir": str(out), "correct": correct,
             "engines": {label: engine_numbers(record) for label, record in records.items()},
             "acceptance": acceptance_stats(records["speculative"]["spec_counters"]),
             "accuracy": {label: getattr(summary, label).accuracy for label in ("reference", "speculative")},
@@ -169,11 +172,16 @@ def workbench_run(params_file: Path, p_args: list[str], cache: Path, out: Path, 
             "completions": table}
 
 
-def _questions(run_dir: Path) -> dict[str, list[str]]:
+def _questions(run_dir: Path) -> tuple[dict[str, list[str]], dict[str, dict[str, list[bool]]]]:
+    """Each engine's GSM8k completions and, per scorer, which questions it got right (questions.csv)."""
     import pandas as pd
 
     table = pd.read_csv(run_dir / "questions.csv", keep_default_na=False)
-    return {label: table[f"{label}_completion"].astype(str).tolist() for label in ("reference", "speculative")}
+    completions = {label: table[f"{label}_completion"].astype(str).tolist() for label in ("reference", "speculative")}
+    correct = {label: {column.removeprefix(f"{label}_correct_"): [str(v).lower() in ("true", "1") for v in table[column]]
+                       for column in table.columns if column.startswith(f"{label}_correct_")}
+               for label in ("reference", "speculative")}
+    return completions, correct
 
 
 def upstream_run(job: dict[str, Any], folder: Path, env: dict[str, str], dataset: str | None,
@@ -201,8 +209,36 @@ def upstream_run(job: dict[str, Any], folder: Path, env: dict[str, str], dataset
 # ------------------------------------------------------------------ the comparison
 
 
+PAIRED_ALPHA = 0.05
+"""Significance of the paired test that an accuracy differs between the two ways (Bonferroni over the run pairs)."""
+
+
+def paired_accuracy_test(runs: dict[str, list[dict[str, Any]]], label: str, scorer: str) -> dict[str, Any]:
+    """McNemar's exact test, per pair of the two ways' i-th runs (cold with cold, warm with warm), on the same questions.
+
+    Why: an accuracy is decided by the completions that differ, and how many differ between the ways is not
+    how many differ between one way's own runs (the engine core in the engine child schedules the whole batch at
+    once and repeats its reference exactly, so its own two runs may not differ at all). Under "no difference" a
+    question right for one way only is as likely either way round; the test asks whether the split of those
+    questions is lopsided. The ways differ when any pair's p-value is below PAIRED_ALPHA / pairs.
+    """
+    from scipy.stats import binomtest
+
+    pairs = []
+    for workbench, upstream in zip(runs["workbench"], runs["upstream"]):
+        ours, theirs = workbench["correct"][label][scorer], upstream["correct"][label][scorer]
+        only_ours = sum(a and not b for a, b in zip(ours, theirs))
+        only_theirs = sum(b and not a for a, b in zip(ours, theirs))
+        discordant = only_ours + only_theirs
+        p = binomtest(min(only_ours, only_theirs), discordant, 0.5).pvalue if discordant else 1.0
+        pairs.append({"workbench_only": only_ours, "upstream_only": only_theirs, "p": float(p)})
+    level = PAIRED_ALPHA / max(len(pairs), 1)
+    return {"pairs": pairs, "alpha": PAIRED_ALPHA, "differs": any(pair["p"] < level for pair in pairs)}
+
+
 def agreement(runs: dict[str, list[dict[str, Any]]], primary: str) -> list[dict[str, Any]]:
-    """Per number: every run's value, the difference between the two ways' means and each way's own spread."""
+    """Per number: every run's value, the difference between the two ways' means and each way's own spread;
+    accuracies also by a paired test on the questions (`paired_accuracy_test`)."""
     def metrics(run: dict[str, Any]) -> dict[str, float]:
         accept = run["acceptance"]
         values = {"acceptance_length": accept["acceptance_length"], "acceptance_rate": accept["acceptance_rate"],
@@ -224,8 +260,13 @@ def agreement(runs: dict[str, list[dict[str, Any]]], primary: str) -> list[dict[
                  else AGREEMENT_FLOOR.get(name, 0.0))
         between = abs(mean["workbench"] - mean["upstream"])
         counts = name.startswith("num_")
-        rows.append({"name": name, "values": values, "between": between, "within": within,
-                     "agree": True if counts else between <= within + floor + 1e-12})
+        row = {"name": name, "values": values, "between": between, "within": within,
+               "agree": True if counts else between <= within + floor + 1e-12}
+        if "accuracy" in name:
+            label = name.split("_accuracy_")[0]
+            row["paired"] = paired_accuracy_test(runs, label, primary)
+            row["agree"] = row["agree"] or not row["paired"]["differs"]
+        rows.append(row)
     return rows
 
 
@@ -265,7 +306,11 @@ def report(runs: dict[str, list[dict[str, Any]]], case: str, device: str, primar
     print("\nagreement (each run; difference of the two ways' means; the larger of each way's own run-to-run spread):")
     for row in rows:
         shown = "  ".join(" ".join(f"{v:.4g}" for v in vs) for vs in row["values"].values())
-        print(f"  {row['name']:34} {shown}   between {row['between']:.4g}, within {row['within']:.4g}"
+        paired = row.get("paired")
+        tested = ("; paired test: right for one way only (workbench/upstream) " + ", ".join(
+            f"{pair['workbench_only']}/{pair['upstream_only']} p {pair['p']:.3g}" for pair in paired["pairs"])
+            if paired else "")
+        print(f"  {row['name']:34} {shown}   between {row['between']:.4g}, within {row['within']:.4g}{tested}"
               + ("" if row["agree"] else "   DIFFERS beyond run-to-run"))
     identical = same_completions(runs)
     questions = len(flat[0]["completions"]["reference"])

@@ -1,0 +1,78 @@
+"""Issue 16: how benchmarks/gpu.py decides that the workbench's results agree with the upstream way's.
+
+Accuracies also go through McNemar's exact test on the questions, pair by pair of runs: a way whose own runs repeat
+exactly (the engine core in the engine child) has no run-to-run spread to compare with, while the completions that
+differ between the ways decide whether their accuracies may differ by chance. Synthetic runs, no engine.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+
+import gpu  # noqa: E402  (benchmarks/gpu.py)
+
+QUESTIONS = 1319
+
+
+def run(reference_right: set[int], speculative_right: set[int], acceptance: float = 1.734) -> dict:
+    correct = {"reference": {"upstream": [i in reference_right for i in range(QUESTIONS)]},
+               "speculative": {"upstream": [i in speculative_right for i in range(QUESTIONS)]}}
+    return {"correct": correct, "completions": {"reference": [""] * QUESTIONS, "speculative": [""] * QUESTIONS},
+            "accuracy": {label: {"upstream": sum(flags["upstream"]) / QUESTIONS} for label, flags in correct.items()},
+            "acceptance": {"acceptance_length": acceptance, "acceptance_rate": acceptance - 1, "num_drafts": 94000,
+                           "num_accepted_tokens": 69000},
+            "output_match": {"matched": 99, "total": 100}}
+
+
+def verdicts(runs: dict) -> dict[str, bool]:
+    return {row["name"]: row["agree"] for row in gpu.agreement(runs, "upstream")}
+
+
+SHARED = set(range(0, 300, 10))  # 30 questions both ways get right
+
+
+def test_a_repeatable_way_and_a_few_flipped_questions_agree() -> None:
+    """The H100 run of 2026-11-26: the workbench's reference right on 38 twice, upstream's on 33 and 31; the spreads
+    alone call that a difference (5-7 questions against a spread of 2), the questions do not (p 0.23, 0.09)."""
+    ours = run(SHARED | set(range(1000, 1008)), SHARED)
+    theirs_1 = run((SHARED - {0, 10, 20}) | set(range(1100, 1106)), SHARED)
+    theirs_2 = run((SHARED - {0, 10, 20, 30, 40}) | set(range(1100, 1106)), SHARED)
+    runs = {"workbench": [ours, ours], "upstream": [theirs_1, theirs_2]}
+    row = next(r for r in gpu.agreement(runs, "upstream") if r["name"] == "reference_accuracy_upstream")
+    assert row["between"] > row["within"] + 1 / QUESTIONS  # the spreads alone: differs
+    assert [(p["workbench_only"], p["upstream_only"]) for p in row["paired"]["pairs"]] == [(11, 6), (13, 6)]
+    assert row["paired"]["differs"] is False and row["agree"] is True
+
+
+def test_a_lopsided_split_of_the_flipped_questions_differs() -> None:
+    """30 questions right for the workbench only and none for upstream only is no chance split (p ~ 2e-9)."""
+    ours = run(SHARED | set(range(1000, 1030)), SHARED)
+    theirs = run(SHARED, SHARED)
+    wiggle = run(SHARED | {1200}, SHARED)
+    runs = {"workbench": [ours, ours], "upstream": [theirs, wiggle]}
+    row = next(r for r in gpu.agreement(runs, "upstream") if r["name"] == "reference_accuracy_upstream")
+    assert row["paired"]["differs"] is True and row["agree"] is False
+    assert verdicts(runs)["speculative_accuracy_upstream"] is True
+
+
+def test_acceptance_beyond_both_spreads_still_differs() -> None:
+    """The paired test is for accuracies only: acceptance length keeps the spread rule."""
+    runs = {"workbench": [run(SHARED, SHARED, 1.80), run(SHARED, SHARED, 1.80)],
+            "upstream": [run(SHARED, SHARED, 1.73), run(SHARED, SHARED, 1.734)]}
+    assert verdicts(runs)["acceptance_length"] is False
+    assert verdicts(runs)["reference_accuracy_upstream"] is True
+
+
+@pytest.mark.parametrize("only_ours, only_theirs, differs", [(0, 0, False), (4, 0, False), (9, 0, True)])
+def test_bonferroni_over_the_run_pairs(only_ours, only_theirs, differs) -> None:
+    """Two pairs of runs: a pair differs below 0.025 (0.05 / 2). 4:0 has p 0.125, 9:0 p 0.0039."""
+    ours = run(SHARED | set(range(1000, 1000 + only_ours)), SHARED)
+    theirs = run(SHARED | set(range(1100, 1100 + only_theirs)), SHARED)
+    result = gpu.paired_accuracy_test({"workbench": [ours, ours], "upstream": [theirs, theirs]}, "reference",
+                                      "upstream")
+    assert result["differs"] is differs
