@@ -152,24 +152,30 @@ def engine_numbers(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def workbench_run(params_file: Path, p_args: list[str], cache: Path, out: Path, env: dict[str, str]) -> dict[str, Any]:
-    from workbench.correctness.metrics import acceptance_stats
-    from workbench.records import load_summary
-
     wall, code = timed([sys.executable, "-m", "workbench.cli", "run", str(params_file), "--out", str(out),
                         "--cache-dir", str(cache), *p_args], env, out.with_name(out.name + ".out"))
     if code not in (0, 1):
         raise SystemExit(f"workbench run exited {code}: see {out.with_name(out.name + '.out')}")
-    summary = load_summary(out)
     records = {label: json.loads((out / "records" / f"{label}.json").read_text()) for label in ("reference",
                                                                                                  "speculative")}
-    table, correct = _questions(out)
-    return {"wall_s": wall, "exit_code": code, "run_dir": str(out), "correct": correct,
-            "engines": {label: engine_numbers(record) for label, record in records.items()},
-            "acceptance": acceptance_stats(records["speculative"]["spec_counters"]),
+    return {"wall_s": wall, "exit_code": code, **workbench_results(out),
+            "engines": {label: engine_numbers(record) for label, record in records.items()}}
+
+
+def workbench_results(out: Path) -> dict[str, Any]:
+    """What a finished workbench run folder says, for the agreement: its summary and questions.csv."""
+    from workbench.records import load_summary
+
+    summary = load_summary(out)
+    spec = summary.speculative
+    completions, correct = _questions(out)
+    return {"run_dir": str(out), "completions": completions, "correct": correct,
+            "acceptance": {"acceptance_length": spec.acceptance_length, "acceptance_rate": spec.acceptance_rate,
+                           "num_drafts": spec.counters.num_drafts,
+                           "num_accepted_tokens": spec.counters.num_accepted_tokens},
             "accuracy": {label: getattr(summary, label).accuracy for label in ("reference", "speculative")},
             "output_match": {"matched": summary.output_match.matched, "total": summary.output_match.total},
-            "parallel_engines": summary.params.parallel_engines, "gsm8k_identical": summary.gsm8k_identical_completions,
-            "completions": table}
+            "parallel_engines": summary.params.parallel_engines, "gsm8k_identical": summary.gsm8k_identical_completions}
 
 
 def _questions(run_dir: Path) -> tuple[dict[str, list[str]], dict[str, dict[str, list[bool]]]]:
@@ -186,8 +192,6 @@ def _questions(run_dir: Path) -> tuple[dict[str, list[str]], dict[str, dict[str,
 
 def upstream_run(job: dict[str, Any], folder: Path, env: dict[str, str], dataset: str | None,
                  cache_env: dict[str, str]) -> dict[str, Any]:
-    from workbench.correctness.metrics import acceptance_stats
-
     folder.mkdir(parents=True, exist_ok=True)
     job_file = folder / "job.json"
     job_file.write_text(json.dumps({**job, "log": str(folder / "upstream.log"), "result": str(folder / "result.json")}),
@@ -196,14 +200,37 @@ def upstream_run(job: dict[str, Any], folder: Path, env: dict[str, str], dataset
                        {**env, **cache_env, **job["kv_env"]}, folder / "upstream.out")
     if code != 0 or not (folder / "result.json").is_file():
         raise SystemExit(f"the upstream way exited {code}: see {folder / 'upstream.log'}")
+    return {"wall_s": wall, "exit_code": code, **upstream_results(folder, dataset)}
+
+
+def upstream_results(folder: Path, dataset: str | None) -> dict[str, Any]:
+    """What a finished upstream-way folder says (its job.json and result.json), scored as the workbench scores."""
+    from workbench.correctness.metrics import acceptance_stats
+
+    job = json.loads((folder / "job.json").read_text())
     result = json.loads((folder / "result.json").read_text())
     numbers = scores({label: result[label]["gsm8k"] for label in result}, job["questions"], dataset,
                      (result["reference"]["output_match"], result["speculative"]["output_match"]))
-    return {"wall_s": wall, "exit_code": code, "run_dir": str(folder),
-            "engines": {label: engine_numbers(record) for label, record in result.items()},
+    return {"run_dir": str(folder), "engines": {label: engine_numbers(record) for label, record in result.items()},
             "acceptance": acceptance_stats(result["speculative"]["spec_counters"]), **numbers,
             "gsm8k_identical": sum(a == b for a, b in zip(result["reference"]["gsm8k"], result["speculative"]["gsm8k"])),
             "completions": {label: result[label]["gsm8k"] for label in result}}
+
+
+def runs_of_folder(out: Path) -> dict[str, list[dict[str, Any]]]:
+    """An earlier benchmark's runs, read back from its --out folder (workbench-N/, upstream-N/), timings left out;
+    the upstream way scored on the GSM8k the workbench's runs used."""
+    from workbench.records import load_summary
+
+    def numbered(prefix: str) -> list[Path]:
+        found = [p for p in out.glob(f"{prefix}-*") if p.is_dir() and p.name.rsplit("-", 1)[1].isdigit()]
+        return sorted(found, key=lambda p: int(p.name.rsplit("-", 1)[1]))
+    ours, theirs = numbered("workbench"), numbered("upstream")
+    if not ours or len(ours) != len(theirs):
+        raise SystemExit(f"{out}: needs workbench-N and upstream-N folders in equal numbers")
+    dataset = load_summary(ours[0]).params.dataset
+    runs = {"workbench": [workbench_results(p) for p in ours], "upstream": [upstream_results(p, dataset) for p in theirs]}
+    return runs
 
 
 # ------------------------------------------------------------------ the comparison
@@ -276,6 +303,31 @@ def same_completions(runs: dict[str, list[dict[str, Any]]]) -> dict[str, int]:
     return {label: sum(a == b for a, b in zip(last_wb[label], last_up[label])) for label in last_wb}
 
 
+def print_agreement_rows(runs: dict[str, list[dict[str, Any]]], primary: str) -> list[dict[str, Any]]:
+    rows = agreement(runs, primary)
+    print("\nagreement (each run; difference of the two ways' means; the larger of each way's own run-to-run spread):")
+    for row in rows:
+        shown = "  ".join(" ".join(f"{v:.4g}" for v in vs) for vs in row["values"].values())
+        paired = row.get("paired")
+        tested = ("; paired test: right for one way only (workbench/upstream) " + ", ".join(
+            f"{pair['workbench_only']}/{pair['upstream_only']} p {pair['p']:.3g}" for pair in paired["pairs"])
+            if paired else "")
+        print(f"  {row['name']:34} {shown}   between {row['between']:.4g}, within {row['within']:.4g}{tested}"
+              + ("" if row["agree"] else "   DIFFERS beyond run-to-run"))
+    return rows
+
+
+def print_agreement(runs: dict[str, list[dict[str, Any]]], primary: str) -> int:
+    """`--agreement-of`: the agreement rows and the verdict of runs read back from a folder; exit 1 if they differ."""
+    rows = print_agreement_rows(runs, primary)
+    identical = same_completions(runs)
+    print(f"  GSM8k completions identical between the two ways' last runs: reference {identical['reference']}, "
+          f"speculative {identical['speculative']}")
+    agree = all(row["agree"] for row in rows)
+    print(f"results {'agree' if agree else 'DIFFER'}")
+    return 0 if agree else 1
+
+
 def report(runs: dict[str, list[dict[str, Any]]], case: str, device: str, primary: str) -> dict[str, Any]:
     names = [f"{way}{i + 1}" for way in runs for i in range(len(runs[way]))]
     flat = [run for way in runs for run in runs[way]]
@@ -302,16 +354,7 @@ def report(runs: dict[str, list[dict[str, Any]]], case: str, device: str, primar
     for kind, ratio in ratios.items():
         print(f"ratio workbench / upstream way, {kind} against {kind}: {ratio:.3f} "
               f"(target <= {TARGETS[kind]}: {'met' if ratio <= TARGETS[kind] else 'NOT met'})")
-    rows = agreement(runs, primary)
-    print("\nagreement (each run; difference of the two ways' means; the larger of each way's own run-to-run spread):")
-    for row in rows:
-        shown = "  ".join(" ".join(f"{v:.4g}" for v in vs) for vs in row["values"].values())
-        paired = row.get("paired")
-        tested = ("; paired test: right for one way only (workbench/upstream) " + ", ".join(
-            f"{pair['workbench_only']}/{pair['upstream_only']} p {pair['p']:.3g}" for pair in paired["pairs"])
-            if paired else "")
-        print(f"  {row['name']:34} {shown}   between {row['between']:.4g}, within {row['within']:.4g}{tested}"
-              + ("" if row["agree"] else "   DIFFERS beyond run-to-run"))
+    rows = print_agreement_rows(runs, primary)
     identical = same_completions(runs)
     questions = len(flat[0]["completions"]["reference"])
     print(f"  GSM8k completions identical between the two ways' last runs: reference {identical['reference']}/"
@@ -347,10 +390,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=2, help="runs of each way, back to back (default 2)")
     parser.add_argument("--out", type=Path, default=None, help="where the run folders and logs stay")
     parser.add_argument("--json", type=Path, default=None, help="also write the result here")
+    parser.add_argument("--agreement-of", type=Path, default=None, metavar="DIR",
+                        help="judge the agreement of an earlier benchmark's --out folder again; runs nothing")
     parser.add_argument("--upstream-script", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.upstream_script is not None:
         return upstream_script(args.upstream_script)
+    if args.agreement_of is not None:
+        return print_agreement(runs_of_folder(args.agreement_of), "upstream")
     from workbench.core.caches import compile_cache_env
     from workbench.core.fingerprint import hardware
     from workbench.core.gpu import read_engine_gpu

@@ -7,6 +7,8 @@ differ between the ways decide whether their accuracies may differ by chance. Sy
 
 from __future__ import annotations
 
+import csv
+import json
 import sys
 from pathlib import Path
 
@@ -76,3 +78,37 @@ def test_bonferroni_over_the_run_pairs(only_ours, only_theirs, differs) -> None:
     result = gpu.paired_accuracy_test({"workbench": [ours, ours], "upstream": [theirs, theirs]}, "reference",
                                       "upstream")
     assert result["differs"] is differs
+
+
+def upstream_folder(folder: Path, recorded: dict, question_ids: list[int], accepted_extra: int = 0) -> None:
+    """An upstream-way folder as the benchmark's script writes it (job.json, result.json), from recorded engine rows."""
+    folder.mkdir(parents=True)
+    (folder / "job.json").write_text(json.dumps({"questions": question_ids}))
+    result = {}
+    for label in ("reference", "speculative"):
+        record = recorded[label]
+        counters = dict(record["spec_counters"])
+        if label == "speculative" and accepted_extra:
+            counters["vllm:spec_decode_num_accepted_tokens"] += accepted_extra
+        result[label] = {"gsm8k": [row["completion"] for row in record["gsm8k"]],
+                         "output_match": [row["completion"] for row in record["output_match"]],
+                         "spec_counters": counters}
+    (folder / "result.json").write_text(json.dumps(result))
+
+
+@pytest.mark.parametrize("accepted_extra, exit_code", [(0, 0), (5000, 1)])
+def test_agreement_of_an_earlier_benchmark_folder(tmp_path, recorded, capsys, accepted_extra, exit_code) -> None:
+    """`benchmarks/gpu.py --agreement-of DIR` judges a finished benchmark's folders again, running nothing: the same
+    engine outputs both ways agree (exit 0); an upstream way that accepted far more drafts does not (exit 1)."""
+    from conftest import finish_recorded_run
+
+    out = tmp_path / "bench"
+    for i in (1, 2):
+        run_dir = finish_recorded_run(recorded, out / f"workbench-{i}")
+        with open(run_dir / "questions.csv", encoding="utf-8") as table:
+            ids = [int(row["question_id"]) for row in csv.DictReader(table)]
+        upstream_folder(out / f"upstream-{i}", recorded, ids, accepted_extra)
+    assert gpu.main(["--agreement-of", str(out)]) == exit_code
+    printed = capsys.readouterr().out
+    assert ("results agree" in printed) is (exit_code == 0)
+    assert "paired test" in printed
