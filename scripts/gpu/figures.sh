@@ -14,6 +14,8 @@
 #   the engine child); GPU 1: the tiny GPU lane (it also fills the compile cache), then benchmarks/lane.py over it
 #   (issue 15); both: params/tiny-qwen3_5-gpu-tp2.yaml swept over k = 1 (tensor parallel, engines one after the
 #   other), then the 4-cell sweep on two GPUs with Ray (followers now start at once) (issue 18).
+# PLAN `bench16`: benchmarks/gpu.py alone on an otherwise idle machine (its cold ratio suffers when another GPU of
+#   the host compiles at the same time: 0.823 beside the cold lane, 0.785 beside the controls).
 # Every step runs with VLLM_FLASHINFER_ALLREDUCE_BACKEND=trtllm: vLLM's default on one node (`mnnvl`) allocates
 # NVLink multicast memory, which hosts that keep multicast off must not get (the tp2 case also turns the fusion off).
 # Each step's folder is packed as RESULTS/<step>.tgz (record files left out) as soon as it ends, and a line with its
@@ -36,7 +38,7 @@ case "$cmd" in
     done
     exit 0 ;;
   run) venv="$2"; results="$3"; plan="${4:-all}" ;;
-  *) sed -n '2,18p' "$0"; exit 2 ;;
+  *) sed -n '2,26p' "$0"; exit 2 ;;
 esac
 
 export PATH="$venv/bin:$PATH"
@@ -93,6 +95,9 @@ case "$plan" in
       --out "$results/sweep-tp2/runs"
     sweep4 sweep2gpu-ray 0,1 --executor ray
     ;;
-  *) echo "unknown plan $plan (all, next)" >&2; exit 2 ;;
+  bench16)
+    step bench16 0 "$py" benchmarks/gpu.py --out "$results/bench16/runs" --json "$results/bench16/benchmark-gpu.json"
+    ;;
+  *) echo "unknown plan $plan (all, next, bench16)" >&2; exit 2 ;;
 esac
 echo "$(date -u +%T) all done" >>"$results/progress"
