@@ -333,6 +333,21 @@ def test_an_injected_run_fails_a_check_and_says_what_was_injected(clean_run, tmp
 
 
 @pytest.mark.vllm
+def test_a_fault_reaches_an_engine_core_that_runs_in_the_engine_child(clean_run, tmp_path) -> None:
+    """The GPU default (`engine_in_process`): no EngineCore or worker process starts, so the fault must be installed
+    in the engine child itself, before vLLM is imported; it is, and the run fails a check, as with vLLM's processes."""
+    out = tmp_path / "injected-in-process"
+    result = run_cli("run", str(TINY_PARAMS), "--inject", "stale_accepted_tokens", *SMALL, "-p", "engine_in_process",
+                     "true", "-p", "reference_record", str(clean_run / "records" / "reference.json"), "--out", str(out))
+    assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
+    assert set(_failed(out)) & set(CAUGHT_BY)
+    injection = load_summary(out).injection
+    assert injection.events > 0
+    assert {i.process for i in injection.installed_in} == {"engine-speculative"}  # the child alone: nothing below it
+    assert "EngineCore pid=" not in (out / "logs" / "speculative.log").read_text()
+
+
+@pytest.mark.vllm
 @pytest.mark.parametrize("fault", [name for name in FAULT_NAMES if name != "stale_accepted_tokens"])
 def test_every_fault_at_its_default_rate_fails_a_check(clean_run, tmp_path, fault) -> None:
     """The positive control per fault: on the clean run's reference (`reference_record`), the injected
