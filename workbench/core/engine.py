@@ -207,8 +207,9 @@ def place_engine_core(in_process: bool | None, llm_kwargs: dict[str, Any]) -> bo
 
     In process saves the second import of vLLM and torch that the engine-core process pays (about 13 of
     the 23 s of a warm engine start on an H100 machine). `None` chooses: in process on a CUDA GPU with one
-    tensor-parallel rank; elsewhere vLLM's own process, since its CPU backend binds OpenMP threads only
-    in a worker process of its own (in process, two engines on two cores ran 5x slower).
+    tensor-parallel rank; elsewhere vLLM's own process (its CPU backend binds OpenMP threads only in a worker
+    process of its own: an in-process CPU engine needs `omp_binding_env`, or two engines on two cores run 5x
+    slower).
     """
     if in_process is None:
         from vllm.platforms import current_platform
@@ -217,6 +218,17 @@ def place_engine_core(in_process: bool | None, llm_kwargs: dict[str, Any]) -> bo
     if in_process:
         os.environ[ENGINE_MULTIPROCESSING_ENV] = "0"
     return in_process
+
+
+def omp_binding_env(cpus: str) -> dict[str, str]:
+    """OpenMP's binding of an engine child whose engine core runs in it, as vLLM binds its CPU worker process
+    (`VLLM_CPU_OMP_THREADS_BIND`, e.g. `0` or `0-3,8`): one thread per listed CPU, each bound to its place.
+    Read when OpenMP starts, so it goes into the child's environment before torch is imported."""
+    ids: list[str] = []
+    for part in cpus.split(","):
+        first, _, last = part.strip().partition("-")
+        ids += [str(i) for i in range(int(first), int(last or first) + 1)]
+    return {"OMP_NUM_THREADS": str(len(ids)), "OMP_PLACES": "{" + ",".join(ids) + "}", "OMP_PROC_BIND": "true"}
 
 
 @dataclass(kw_only=True)

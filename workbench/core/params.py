@@ -136,8 +136,8 @@ class CaseParams(BaseModel):
         None, description="run vLLM's engine core inside the engine child (VLLM_ENABLE_V1_MULTIPROCESSING=0) rather "
                           "than in a process of its own, which imports vLLM and torch a second time (about 13 s of "
                           "each engine start on an H100 machine); null = in process on a CUDA GPU with "
-                          "tensor_parallel_size 1, its own process elsewhere (vLLM's CPU backend binds OpenMP "
-                          "threads only in a worker process of its own). Outputs do not depend on it")
+                          "tensor_parallel_size 1, its own process elsewhere. On the CPU, true binds the child's "
+                          "OpenMP threads to its engine_cpu_binding, as vLLM binds its own worker process")
     engine_cpu_binding: list[str] | None = Field(
         None, description="CPU only: VLLM_CPU_OMP_THREADS_BIND of the reference and the speculative engine, e.g. "
                           "['0', '1']")

@@ -19,7 +19,7 @@ from workbench import gsm8k
 from workbench.correctness import prompts, reference_cache
 from workbench.core.checks import all_passed, evaluate_checks
 from workbench.core.caches import compile_cache_dir, compile_cache_env
-from workbench.core.engine import start_engine_job, wait_engine_jobs
+from workbench.core.engine import omp_binding_env, start_engine_job, wait_engine_jobs
 from workbench.core.environment import collect_environment, utc_now
 from workbench.core.errors import EngineError
 from workbench.core.case_header import case_header
@@ -250,6 +250,8 @@ def engine_job(ctx: RunContext, label: str) -> EngineJob:
     env = {"VLLM_CPU_KVCACHE_SPACE": str(params.cpu_kvcache_space_gib)} if params.cpu_kvcache_space_gib else {}
     if params.engine_cpu_binding:
         env["VLLM_CPU_OMP_THREADS_BIND"] = params.engine_cpu_binding[RUN_LABELS.index(label)]
+        if params.engine_in_process:  # no worker process of vLLM's to bind: this child's threads are bound instead
+            env.update(omp_binding_env(env["VLLM_CPU_OMP_THREADS_BIND"]))
     env.update(compile_cache_env(compile_cache_dir(params.cache_dir)))  # vLLM, Triton, Inductor, FlashInfer caches
     if label == "speculative":
         env.update(inject.engine_env(params, ctx.run_dir))
