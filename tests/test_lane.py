@@ -39,6 +39,8 @@ def test_the_reference_key_changes_with_what_decides_the_reference_and_only_with
     assert _key({"num_questions": 9}).digest() != base  # the prompts
     assert _key({"output_match_max_tokens": 12}).digest() != base  # the sampling
     assert _key({"workload": "churn"}).digest() != base
+    assert _key({"engine_in_process": True}).digest() != base  # where the engine core runs: how batches form
+    assert _key({"cache_dir": str(tmp_path / "compile")}).digest() == base  # caches change start times only
     # a changed model file: the same params pointing at a copy whose weights differ by one byte
     model = tmp_path / "model"
     shutil.copytree(REPO / "models" / "tiny-qwen3_5-mtp", model)

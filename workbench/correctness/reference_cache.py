@@ -42,6 +42,8 @@ class ReferenceKey(BaseModel):
     workload: str
     control_batch_size: int | None
     cpu_kvcache_space_gib: int | None
+    engine_in_process: bool | None = Field(
+        None, description="where the engine core runs (params; null = by device): it changes how the batches form")
     hardware: Hardware
     versions: dict[str, str | None] = Field(description="vllm, torch, workbench")
 
@@ -67,7 +69,7 @@ def reference_key(params: CaseParams, llm_kwargs: dict[str, Any], sampling: dict
         llm_kwargs=json.loads(json.dumps(kwargs, sort_keys=True, default=str)),
         prompts=hashlib.sha256(prompts_text.encode()).hexdigest(), sampling=sampling, workload=params.workload,
         control_batch_size=control_batch_size, cpu_kvcache_space_gib=params.cpu_kvcache_space_gib,
-        hardware=hardware(), versions=engine_versions())
+        engine_in_process=params.engine_in_process, hardware=hardware(), versions=engine_versions())
 
 
 def cache_dir(params: CaseParams) -> Path:
