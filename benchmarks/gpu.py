@@ -229,8 +229,7 @@ def runs_of_folder(out: Path) -> dict[str, list[dict[str, Any]]]:
     if not ours or len(ours) != len(theirs):
         raise SystemExit(f"{out}: needs workbench-N and upstream-N folders in equal numbers")
     dataset = load_summary(ours[0]).params.dataset
-    runs = {"workbench": [workbench_results(p) for p in ours], "upstream": [upstream_results(p, dataset) for p in theirs]}
-    return runs
+    return {"workbench": [workbench_results(p) for p in ours], "upstream": [upstream_results(p, dataset) for p in theirs]}
 
 
 # ------------------------------------------------------------------ the comparison
@@ -303,7 +302,9 @@ def same_completions(runs: dict[str, list[dict[str, Any]]]) -> dict[str, int]:
     return {label: sum(a == b for a, b in zip(last_wb[label], last_up[label])) for label in last_wb}
 
 
-def print_agreement_rows(runs: dict[str, list[dict[str, Any]]], primary: str) -> list[dict[str, Any]]:
+def print_agreement_rows(runs: dict[str, list[dict[str, Any]]], primary: str) -> tuple[list[dict[str, Any]],
+                                                                                         dict[str, int]]:
+    """The agreement rows and the GSM8k completions identical between the ways' last runs, printed and returned."""
     rows = agreement(runs, primary)
     print("\nagreement (each run; difference of the two ways' means; the larger of each way's own run-to-run spread):")
     for row in rows:
@@ -314,15 +315,16 @@ def print_agreement_rows(runs: dict[str, list[dict[str, Any]]], primary: str) ->
             if paired else "")
         print(f"  {row['name']:34} {shown}   between {row['between']:.4g}, within {row['within']:.4g}{tested}"
               + ("" if row["agree"] else "   DIFFERS beyond run-to-run"))
-    return rows
+    identical = same_completions(runs)
+    questions = len(runs["workbench"][-1]["completions"]["reference"])
+    print(f"  GSM8k completions identical between the two ways' last runs: reference {identical['reference']}/"
+          f"{questions}, speculative {identical['speculative']}/{questions}")
+    return rows, identical
 
 
 def print_agreement(runs: dict[str, list[dict[str, Any]]], primary: str) -> int:
     """`--agreement-of`: the agreement rows and the verdict of runs read back from a folder; exit 1 if they differ."""
-    rows = print_agreement_rows(runs, primary)
-    identical = same_completions(runs)
-    print(f"  GSM8k completions identical between the two ways' last runs: reference {identical['reference']}, "
-          f"speculative {identical['speculative']}")
+    rows, _ = print_agreement_rows(runs, primary)
     agree = all(row["agree"] for row in rows)
     print(f"results {'agree' if agree else 'DIFFER'}")
     return 0 if agree else 1
@@ -354,11 +356,7 @@ def report(runs: dict[str, list[dict[str, Any]]], case: str, device: str, primar
     for kind, ratio in ratios.items():
         print(f"ratio workbench / upstream way, {kind} against {kind}: {ratio:.3f} "
               f"(target <= {TARGETS[kind]}: {'met' if ratio <= TARGETS[kind] else 'NOT met'})")
-    rows = print_agreement_rows(runs, primary)
-    identical = same_completions(runs)
-    questions = len(flat[0]["completions"]["reference"])
-    print(f"  GSM8k completions identical between the two ways' last runs: reference {identical['reference']}/"
-          f"{questions}, speculative {identical['speculative']}/{questions}")
+    rows, identical = print_agreement_rows(runs, primary)
     agree = all(row["agree"] for row in rows)
     result = {"case": case, "device": device, "walls_s": {n: round(r["wall_s"], 1) for n, r in zip(names, flat)},
               "ratio_cold": round(ratios["cold"], 3), "ratio_warm": round(ratios["warm"], 3),
