@@ -38,7 +38,7 @@ case "$cmd" in
     done
     exit 0 ;;
   run) venv="$2"; results="$3"; plan="${4:-all}" ;;
-  *) sed -n '2,26p' "$0"; exit 2 ;;
+  *) sed -n '2,/^set /{/^#/p}' "$0"; exit 2 ;;  # the header above
 esac
 
 export PATH="$venv/bin:$PATH"
@@ -65,6 +65,10 @@ step() {  # step NAME GPUS COMMAND...: runs COMMAND with CUDA_VISIBLE_DEVICES=GP
 nvidia-smi --query-gpu=index,name,memory.total,driver_version --format=csv,noheader >>"$results/progress"
 "$py" -c "import torch, vllm; print('vllm', vllm.__version__, 'torch', torch.__version__)" >>"$results/progress" 2>&1
 
+bench16() {  # the default GPU case against the upstream way, cold then warm, on GPU 0 (issue 16)
+  step bench16 0 "$py" benchmarks/gpu.py --out "$results/bench16/runs" --json "$results/bench16/benchmark-gpu.json"
+}
+
 sweep4() {  # sweep4 NAME GPUS [ARGS...]: the tiny GPU case over k = 1..4
   local name="$1" gpus="$2"; shift 2
   step "$name" "$gpus" workbench sweep "$params" --vary num_speculative_tokens 1,2,3,4 --out "$results/$name/runs" "$@"
@@ -72,7 +76,7 @@ sweep4() {  # sweep4 NAME GPUS [ARGS...]: the tiny GPU case over k = 1..4
 
 case "$plan" in
   all)
-    ( step bench16 0 "$py" benchmarks/gpu.py --out "$results/bench16/runs" --json "$results/bench16/benchmark-gpu.json" ) &
+    ( bench16 ) &
     track_a=$!
     ( step controls 1 workbench controls "$params" -p num_questions 50 --out "$results/controls/runs"
       sweep4 sweep1gpu 1 ) &
@@ -84,7 +88,7 @@ case "$plan" in
       --out "$results/sweep-tp2/runs"
     ;;
   next)
-    ( step bench16 0 "$py" benchmarks/gpu.py --out "$results/bench16/runs" --json "$results/bench16/benchmark-gpu.json" ) &
+    ( bench16 ) &
     track_a=$!
     ( step lane-gpu 1 workbench lane lanes/tiny-gpu.yaml --no-reuse --out "$results/lane-gpu/lane" \
         --junit-xml "$results/lane-gpu/junit.xml"
@@ -96,7 +100,7 @@ case "$plan" in
     sweep4 sweep2gpu-ray 0,1 --executor ray
     ;;
   bench16)
-    step bench16 0 "$py" benchmarks/gpu.py --out "$results/bench16/runs" --json "$results/bench16/benchmark-gpu.json"
+    bench16
     ;;
   *) echo "unknown plan $plan (all, next, bench16)" >&2; exit 2 ;;
 esac
