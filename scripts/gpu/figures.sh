@@ -16,6 +16,9 @@
 #   other), then the 4-cell sweep on two GPUs with Ray (followers now start at once) (issue 18).
 # PLAN `bench16`: benchmarks/gpu.py alone on an otherwise idle machine (its cold ratio suffers when another GPU of
 #   the host compiles at the same time: 0.823 beside the cold lane, 0.785 beside the controls).
+# PLAN `placement`: the default GPU case four times on one compile cache (cold first), to tell what moves the
+#   reference's completions: engine core in vLLM's own process or in the engine child (`engine_in_process`), engines
+#   side by side or one after the other (`parallel_engines`).
 # Every step runs with VLLM_FLASHINFER_ALLREDUCE_BACKEND=trtllm: vLLM's default on one node (`mnnvl`) allocates
 # NVLink multicast memory, which hosts that keep multicast off must not get (the tp2 case also turns the fusion off).
 # Each step's folder is packed as RESULTS/<step>.tgz (record files left out) as soon as it ends, and a line with its
@@ -102,6 +105,14 @@ case "$plan" in
   bench16)
     bench16
     ;;
-  *) echo "unknown plan $plan (all, next, bench16)" >&2; exit 2 ;;
+  placement)
+    cache="$results/placement-cache"
+    for way in "own false true" "child true true" "own2 false true" "child-serial true false"; do
+      set -- $way
+      step "place-$1" 0 workbench run "$params" --no-reuse --cache-dir "$cache" -p engine_in_process "$2" \
+        -p parallel_engines "$3" --out "$results/place-$1/run"
+    done
+    ;;
+  *) echo "unknown plan $plan (all, next, bench16, placement)" >&2; exit 2 ;;
 esac
 echo "$(date -u +%T) all done" >>"$results/progress"
