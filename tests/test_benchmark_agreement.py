@@ -2,7 +2,9 @@
 
 Accuracies also go through McNemar's exact test on the questions, pair by pair of runs: a way whose own runs repeat
 exactly (the engine core in the engine child) has no run-to-run spread to compare with, while the completions that
-differ between the ways decide whether their accuracies may differ by chance. Synthetic runs, no engine.
+differ between the ways decide whether their accuracies may differ by chance. More runs of a way widen its measured
+spread (`--runs 4`, `--agreement-of A B` pooling folders); the acceptance rate is held to the acceptance length's
+floor over k. Synthetic runs and folders built from recorded engine outputs, no engine.
 """
 
 from __future__ import annotations
@@ -21,14 +23,17 @@ import gpu  # noqa: E402  (benchmarks/gpu.py)
 QUESTIONS = 1319
 
 
-def run(reference_right: set[int], speculative_right: set[int], acceptance: float = 1.734) -> dict:
+def run(reference_right: set[int], speculative_right: set[int], acceptance: float = 1.734, k: int = 1,
+        wall_s: float = 0.0) -> dict:
     correct = {"reference": {"upstream": [i in reference_right for i in range(QUESTIONS)]},
                "speculative": {"upstream": [i in speculative_right for i in range(QUESTIONS)]}}
+    engine = {"init_s": 1.0, "start_breakdown": None, "start_cache_hit": None, "generate_s": 1.0}
     return {"correct": correct, "completions": {"reference": [""] * QUESTIONS, "speculative": [""] * QUESTIONS},
             "accuracy": {label: {"upstream": sum(flags["upstream"]) / QUESTIONS} for label, flags in correct.items()},
-            "acceptance": {"acceptance_length": acceptance, "acceptance_rate": acceptance - 1, "num_drafts": 94000,
-                           "num_accepted_tokens": 69000},
-            "output_match": {"matched": 99, "total": 100}}
+            "acceptance": {"acceptance_length": acceptance, "acceptance_rate": (acceptance - 1) / k,
+                           "num_drafts": 94000, "num_accepted_tokens": 69000},
+            "output_match": {"matched": 99, "total": 100}, "wall_s": wall_s, "run_dir": "",
+            "engines": {"reference": engine, "speculative": engine}}
 
 
 def verdicts(runs: dict) -> dict[str, bool]:
@@ -112,3 +117,54 @@ def test_agreement_of_an_earlier_benchmark_folder(tmp_path, recorded, capsys, ac
     printed = capsys.readouterr().out
     assert ("results agree" in printed) is (exit_code == 0)
     assert "paired test" in printed
+
+
+@pytest.mark.parametrize("k, rate_gap, agree", [(1, 0.0004, True), (1, 0.02, False), (3, 0.002, True),
+                                                 (3, 0.005, False)])
+def test_acceptance_rate_has_the_floor_of_acceptance_length_over_k(k, rate_gap, agree) -> None:
+    """The rate is (length - 1) / k, so it gets the length's floor (0.01) divided by k. The H100 run of 2026-11-26
+    (third): rates 0.7343 twice against 0.7339 and 0.7340 were called a difference while the lengths agreed."""
+    length = 1.7339
+    theirs = [run(SHARED, SHARED, length, k), run(SHARED, SHARED, length + 0.0001 * k, k)]
+    ours = run(SHARED, SHARED, length + rate_gap * k, k)
+    row = next(r for r in gpu.agreement({"workbench": [ours, ours], "upstream": theirs}, "upstream")
+               if r["name"] == "acceptance_rate")
+    assert row["agree"] is agree
+
+
+def test_the_ratios_come_from_the_first_and_second_runs_and_every_run_joins_the_agreement(capsys) -> None:
+    """--runs 4: run 1 cold, run 2 warm give the ratios; runs 3 and 4 (warm, for the agreement only) widen the
+    upstream way's measured spread, so a workbench value inside it agrees."""
+    walls = {"workbench": [300.0, 50.0, 52.0, 49.0], "upstream": [400.0, 110.0, 125.0, 140.0]}
+    lengths = {"workbench": [1.760] * 4, "upstream": [1.745, 1.746, 1.775, 1.770]}
+    runs = {way: [run(SHARED, SHARED, length, wall_s=wall) for wall, length in zip(walls[way], lengths[way])]
+            for way in walls}
+    result = gpu.report(runs, "case", "device", "upstream")
+    assert result["ratio_cold"] == round(300 / 400, 3) and result["ratio_warm"] == round(50 / 110, 3)
+    assert result["ratio_runs"] == {"cold": 1, "warm": 2}
+    assert result["results_agree"] is True
+    two = {way: rs[:2] for way, rs in runs.items()}  # the first two alone: 1.760 against 1.745/1.746 differs
+    assert gpu.report(two, "case", "device", "upstream")["results_agree"] is False
+    assert "warm against warm (runs 2)" in capsys.readouterr().out
+
+
+def test_agreement_of_several_folders_pools_their_runs(tmp_path, recorded, capsys) -> None:
+    """`--agreement-of A B`: B holds only more upstream-way runs (another machine, say). A alone differs (its two
+    upstream runs accepted 12 tokens more, twice); pooled with B's runs, which spread around the workbench's value,
+    the difference is within the upstream way's own run-to-run spread."""
+    from conftest import finish_recorded_run
+
+    first, more = tmp_path / "a", tmp_path / "b"
+    ids: list[int] = []
+    for i in (1, 2):
+        run_dir = finish_recorded_run(recorded, first / f"workbench-{i}")
+        with open(run_dir / "questions.csv", encoding="utf-8") as table:
+            ids = [int(row["question_id"]) for row in csv.DictReader(table)]
+        upstream_folder(first / f"upstream-{i}", recorded, ids, accepted_extra=12)
+    upstream_folder(more / "upstream-1", recorded, ids, accepted_extra=-12)
+    upstream_folder(more / "upstream-2", recorded, ids)
+    assert gpu.main(["--agreement-of", str(first)]) == 1
+    assert gpu.main(["--agreement-of", str(first), str(more)]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("results agree")
+    with pytest.raises(SystemExit, match="needs workbench-N and upstream-N"):
+        gpu.main(["--agreement-of", str(more)])

@@ -15,7 +15,8 @@
 #   (issue 15); both: params/tiny-qwen3_5-gpu-tp2.yaml swept over k = 1 (tensor parallel, engines one after the
 #   other), then the 4-cell sweep on two GPUs with Ray (followers now start at once) (issue 18).
 # PLAN `bench16`: benchmarks/gpu.py alone on an otherwise idle machine (its cold ratio suffers when another GPU of
-#   the host compiles at the same time: 0.823 beside the cold lane, 0.785 beside the controls).
+#   the host compiles at the same time: 0.823 beside the cold lane, 0.785 beside the controls; 0.767 alone). Four
+#   runs of each way since 2026-11-26 (third session): about 19 minutes on an H100.
 # PLAN `placement`: the default GPU case four times on one compile cache (cold first), to tell what moves the
 #   reference's completions: engine core in vLLM's own process or in the engine child (`engine_in_process`), engines
 #   side by side or one after the other (`parallel_engines`).
