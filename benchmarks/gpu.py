@@ -174,11 +174,11 @@ def workbench_run(params_file: Path, p_args: list[str], cache: Path, out: Path, 
 
 def workbench_results(out: Path) -> dict[str, Any]:
     """What a finished workbench run folder says, for the agreement: its summary and questions.csv."""
-    from workbench.records import load_summary
+    from workbench.calibration.stats import load_runs
 
-    summary = load_summary(out)
-    spec = summary.speculative
-    completions, correct = _questions(out)
+    run = load_runs([out])[0]
+    summary, spec = run["summary"], run["summary"].speculative
+    completions, correct = _questions(run)
     return {"run_dir": str(out), "completions": completions, "correct": correct,
             "acceptance": {"acceptance_length": spec.acceptance_length, "acceptance_rate": spec.acceptance_rate,
                            "num_drafts": spec.counters.num_drafts,
@@ -188,15 +188,17 @@ def workbench_results(out: Path) -> dict[str, Any]:
             "parallel_engines": summary.params.parallel_engines, "gsm8k_identical": summary.gsm8k_identical_completions}
 
 
-def _questions(run_dir: Path) -> tuple[dict[str, list[str]], dict[str, dict[str, list[bool]]]]:
-    """Each engine's GSM8k completions and, per scorer, which questions it got right (questions.csv)."""
-    import pandas as pd
+def _questions(run: dict[str, Any]) -> tuple[dict[str, list[str]], dict[str, dict[str, list[bool]]]]:
+    """Each engine's GSM8k completions and, per scorer, which questions it got right (a run as
+    `calibration.stats.load_runs` reads it)."""
+    from workbench.calibration.stats import correctness
 
-    table = pd.read_csv(run_dir / "questions.csv", keep_default_na=False)
-    completions = {label: table[f"{label}_completion"].astype(str).tolist() for label in ("reference", "speculative")}
-    correct = {label: {column.removeprefix(f"{label}_correct_"): [str(v).lower() in ("true", "1") for v in table[column]]
-                       for column in table.columns if column.startswith(f"{label}_correct_")}
-               for label in ("reference", "speculative")}
+    table = run["questions"]
+    labels = ("reference", "speculative")
+    completions = {label: table[f"{label}_completion"].astype(str).tolist() for label in labels}
+    correct = {label: {scorer: correctness(run, label, scorer) for scorer in
+                       (c.removeprefix(f"{label}_correct_") for c in table.columns if c.startswith(f"{label}_correct_"))}
+               for label in labels}
     return completions, correct
 
 
@@ -262,18 +264,16 @@ def paired_accuracy_test(runs: dict[str, list[dict[str, Any]]], label: str, scor
     how many differ between one way's own runs (the engine core in the engine child schedules the whole batch at
     once and repeats its reference exactly, so its own two runs may not differ at all). Under "no difference" a
     question right for one way only is as likely either way round; the test asks whether the split of those
-    questions is lopsided. The ways differ when any pair's p-value is below PAIRED_ALPHA / pairs.
+    questions is lopsided (`calibration.stats.paired_comparison`, the test the calibration and the site's run
+    comparison use). The ways differ when any pair's p-value is below PAIRED_ALPHA / pairs.
     """
-    from scipy.stats import binomtest
+    from workbench.calibration.stats import paired_comparison
 
     pairs = []
     for workbench, upstream in zip(runs["workbench"], runs["upstream"]):
-        ours, theirs = workbench["correct"][label][scorer], upstream["correct"][label][scorer]
-        only_ours = sum(a and not b for a, b in zip(ours, theirs))
-        only_theirs = sum(b and not a for a, b in zip(ours, theirs))
-        discordant = only_ours + only_theirs
-        p = binomtest(min(only_ours, only_theirs), discordant, 0.5).pvalue if discordant else 1.0
-        pairs.append({"workbench_only": only_ours, "upstream_only": only_theirs, "p": float(p)})
+        test = paired_comparison(workbench["correct"][label][scorer], upstream["correct"][label][scorer])
+        pairs.append({"workbench_only": test["reference_only"], "upstream_only": test["speculative_only"],
+                      "p": test["mcnemar_pvalue"]})
     level = PAIRED_ALPHA / max(len(pairs), 1)
     return {"pairs": pairs, "alpha": PAIRED_ALPHA, "differs": any(pair["p"] < level for pair in pairs)}
 
