@@ -48,6 +48,8 @@ def test_an_in_process_engine_on_the_cpu_binds_its_own_openmp_threads(tmp_path) 
 
     assert omp_binding_env("0") == {"OMP_NUM_THREADS": "1", "OMP_PLACES": "{0}", "OMP_PROC_BIND": "true"}
     assert omp_binding_env("0-2,8")["OMP_PLACES"] == "{0,1,2,8}"
+    for no_list in ("auto", "nobind", "0-1|2-3"):  # nothing to bind to, or tensor-parallel workers vLLM binds
+        assert omp_binding_env(no_list) == {}
     ctx = pipeline.prepare(TINY_PARAMS, {"num_questions": 2, "engine_in_process": True}, tmp_path / "in")
     for label, cpu in zip(pipeline.RUN_LABELS, ctx.params.engine_cpu_binding):
         env = pipeline.engine_job(ctx, label).env

@@ -79,3 +79,16 @@ def test_cli_bad_override_exit_2(tmp_path: Path) -> None:
 def test_unknown_override_key_is_named_as_an_override() -> None:
     with pytest.raises(ParamsError, match=r"^-p treshold: unknown key"):
         load_params(TINY_PARAMS, {"treshold": 0.3})
+
+
+@pytest.mark.parametrize("binding, valid", [(["0", "1"], True), (["0-3,8", "4-7"], True), (["auto", "nobind"], True),
+                                            (["0-1|2-3", "4"], True), (["cpu0", "1"], False), (["0-", "1"], False),
+                                            (["0;1", "1"], False)])
+def test_engine_cpu_binding_takes_what_vllm_reads(binding, valid) -> None:
+    """VLLM_CPU_OMP_THREADS_BIND is auto, nobind or CPU lists (one per tensor-parallel rank, joined by |); anything
+    else is refused with the key named, before an engine (or an in-process engine child's OpenMP binding) reads it."""
+    if valid:
+        assert load_params(TINY_PARAMS, {"engine_cpu_binding": binding}).engine_cpu_binding == binding
+    else:
+        with pytest.raises(ParamsError, match="engine_cpu_binding"):
+            load_params(TINY_PARAMS, {"engine_cpu_binding": binding})

@@ -223,7 +223,11 @@ def place_engine_core(in_process: bool | None, llm_kwargs: dict[str, Any]) -> bo
 def omp_binding_env(cpus: str) -> dict[str, str]:
     """OpenMP's binding of an engine child whose engine core runs in it, as vLLM binds its CPU worker process
     (`VLLM_CPU_OMP_THREADS_BIND`, e.g. `0` or `0-3,8`): one thread per listed CPU, each bound to its place.
-    Read when OpenMP starts, so it goes into the child's environment before torch is imported."""
+    Read when OpenMP starts, so it goes into the child's environment before torch is imported. Nothing for
+    `auto` and `nobind` (no CPU list to bind to) nor for one list per tensor-parallel rank (`0-3|4-7`: those
+    ranks run in worker processes, which vLLM binds itself)."""
+    if cpus in ("auto", "nobind") or "|" in cpus:
+        return {}
     ids: list[str] = []
     for part in cpus.split(","):
         first, _, last = part.strip().partition("-")

@@ -22,6 +22,11 @@ DEFAULT_PARAMS = CASES_DIR / f"{DEFAULT_CASE}.yaml"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
+_CPU_LIST = r"\d+(-\d+)?(,\d+(-\d+)?)*"
+CPU_BINDING = re.compile(rf"auto|nobind|{_CPU_LIST}(\|{_CPU_LIST})*")
+"""What vLLM's CPU backend accepts in VLLM_CPU_OMP_THREADS_BIND."""
+
+
 class CaseParams(BaseModel):
     """One evaluation case. Keys mirror vLLM's `LLM(...)` arguments where they can."""
 
@@ -168,6 +173,11 @@ class CaseParams(BaseModel):
     def _binding_pairs(self) -> CaseParams:
         if self.engine_cpu_binding is not None and len(self.engine_cpu_binding) != 2:
             raise ValueError("engine_cpu_binding: give two values, reference then speculative")
+        for value in self.engine_cpu_binding or []:
+            if not CPU_BINDING.fullmatch(value):
+                raise ValueError(f"engine_cpu_binding: {value!r} is not a VLLM_CPU_OMP_THREADS_BIND value (auto, "
+                                 "nobind, or CPU ids and ranges such as 0-3,8, one list per tensor-parallel rank "
+                                 "joined by |)")
         return self
 
     @field_validator("inject_rate")
